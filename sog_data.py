@@ -1,0 +1,55 @@
+"""Training instances for tag models: the paper's 1-to-M / 1-to-1 expansion and the batch collator.
+
+A post with N gold tags becomes N instances: instance i gives i tags (in a freshly shuffled order each
+epoch) and asks for the rest. 1-to-M: the target is uniform over every gold tag not yet given; 1-to-1: it
+is the next tag of the shuffled order. Ranking models (``reads_tags = False``) get one instance per post
+whose target is the whole gold set.
+"""
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Instance:
+    post: int                   # index into the list of encoded contexts
+    given: tuple[int, ...]      # tag ids already given, in input order (the model ignores the order)
+    target: tuple[int, ...]     # tag ids of the target distribution (uniform over them)
+
+
+def expand_post(post: int, tag_ids, scheme: str, rng: random.Random) -> list[Instance]:
+    order = list(tag_ids)
+    rng.shuffle(order)
+    if scheme == "1-to-M":
+        return [Instance(post, tuple(order[:i]), tuple(order[i:])) for i in range(len(order))]
+    if scheme == "1-to-1":
+        return [Instance(post, tuple(order[:i]), (order[i],)) for i in range(len(order))]
+    raise ValueError(f"unknown scheme {scheme!r}; expected '1-to-M' or '1-to-1'")
+
+
+def epoch_instances(post_tag_ids, scheme: str, reads_tags: bool, seed: int) -> list[Instance]:
+    """All instances of one epoch; ``seed`` (e.g. base seed + epoch) fixes the tag orders."""
+    if not reads_tags:
+        return [Instance(post, (), tuple(tags)) for post, tags in enumerate(post_tag_ids)]
+    rng = random.Random(seed)
+    return [inst for post, tags in enumerate(post_tag_ids) for inst in expand_post(post, tags, scheme, rng)]
+
+
+class InstanceCollator:
+    """Turns a list of instances into model inputs plus a ``(batch, num_tags)`` target-weight ``labels``."""
+
+    def __init__(self, model, tokenizer, contexts):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.contexts = contexts
+
+    def __call__(self, instances: list[Instance]) -> dict:
+        batch = self.model.build_inputs([self.contexts[i.post] for i in instances], [i.given for i in instances],
+                                        self.tokenizer)
+        labels = torch.zeros(len(instances), self.model.config.num_tags)
+        for row, inst in enumerate(instances):
+            labels[row, list(inst.target)] = 1.0
+        batch["labels"] = labels
+        return batch

@@ -1,0 +1,31 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from configuration_sog import SOGConfig
+from modeling_sog import default_encoder_path
+
+TAGS = ["python", "pandas", "javascript", "css", "html", "java", "sql", "regex"]
+
+
+def tiny_config(tags=TAGS, **overrides) -> SOGConfig:
+    """A 2-layer, 32-wide random encoder with the real MiniLM vocabulary size (so its tokenizer fits)."""
+    fields = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=128, max_input_length=64, tag_names=list(tags))
+    fields.update(overrides)
+    return SOGConfig(**fields)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(default_encoder_path())
+
+
+@pytest.fixture
+def seeded():
+    torch.manual_seed(0)

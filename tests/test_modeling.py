@@ -1,0 +1,181 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from conftest import TAGS, tiny_config
+from configuration_sog import SOGConfig
+from modeling_br import BRForTagRanking
+from modeling_sog import SOGForTagGeneration, kl_to_target_loss
+from processing_sog import post_fields, time_to_words
+
+
+def tiny_sog(**overrides):
+    torch.manual_seed(0)
+    return SOGForTagGeneration(tiny_config(**overrides)).eval()
+
+
+def mask_logits(model, tokenizer, post, given):
+    batch = model.build_inputs(model.encode_contexts([post], tokenizer), [given], tokenizer)
+    with torch.no_grad():
+        return model(**batch).logits[0]
+
+
+def test_mask_logits_ignore_the_order_of_given_tags(tokenizer):
+    model = tiny_sog()
+    with torch.no_grad():  # unit-scale tag embeddings, so that which tags are given changes the logits a lot
+        model.tag_embeddings.weight.normal_(0.0, 1.0)
+    post = {"text": "How do I select rows of a dataframe?", "location": "Berlin", "time": "2021-03-06T20:15:00"}
+    reference = mask_logits(model, tokenizer, post, [0, 1, 4, 6])
+    for order in itertools.permutations([0, 1, 4, 6]):
+        assert torch.allclose(mask_logits(model, tokenizer, post, list(order)), reference, atol=1e-5)
+    # ... and the given tags do matter (the check above is not vacuous)
+    assert (mask_logits(model, tokenizer, post, [0, 1, 4]) - reference).abs().max() > 1e-3
+
+
+def test_permutation_invariance_holds_inside_a_padded_batch(tokenizer):
+    model = tiny_sog()
+    contexts = model.encode_contexts(["short", "a much longer post about css selectors and html"], tokenizer)
+    batch_a = model.build_inputs(contexts, [[2, 3, 4], [5]], tokenizer)
+    batch_b = model.build_inputs(contexts, [[4, 2, 3], [5]], tokenizer)
+    with torch.no_grad():
+        assert torch.allclose(model(**batch_a).logits, model(**batch_b).logits, atol=1e-5)
+
+
+def test_generated_tags_never_repeat_and_cap_at_the_vocabulary(tokenizer):
+    model = tiny_sog()
+    [tags] = model.generate_tags(["pandas merge"], tokenizer, num_tags=50)
+    names = [t for t, _ in tags]
+    assert len(names) == len(TAGS) and sorted(names) == sorted(TAGS)
+    assert all(0.0 < p <= 1.0 for _, p in tags)
+
+
+def test_default_number_of_tags_and_threshold(tokenizer):
+    model = tiny_sog(num_tags_to_generate=3)
+    [tags] = model.generate_tags(["x"], tokenizer)
+    assert len(tags) == 3
+    [none] = model.generate_tags(["x"], tokenizer, threshold=1.01)
+    assert none == []
+    [some] = model.generate_tags(["x"], tokenizer, num_tags=8, threshold=0.3)
+    assert all(p >= 0.3 for _, p in some)
+
+
+def test_batching_does_not_change_the_tags(tokenizer):
+    model = tiny_sog()
+    posts = ["pandas merge", "", "css grid " * 30, {"text": "java", "image": "a cup of coffee"}]
+    one_by_one = [model.generate_tags([p], tokenizer, num_tags=4)[0] for p in posts]
+    batched = model.generate_tags(posts, tokenizer, num_tags=4, batch_size=3)
+    for a, b in zip(one_by_one, batched):
+        assert [t for t, _ in a] == [t for t, _ in b]
+        assert [p for _, p in a] == pytest.approx([p for _, p in b], abs=1e-5)
+
+
+def test_empty_and_whitespace_posts_still_get_tags(tokenizer):
+    model = tiny_sog()
+    empty, blank = model.generate_tags(["", "   \n\t "], tokenizer, num_tags=3)
+    assert len(empty) == 3 and [t for t, _ in empty] == [t for t, _ in blank]
+    assert model.encode_contexts([""], tokenizer) == [[]]
+
+
+def test_long_posts_truncate_the_context_never_the_tags_or_mask(tokenizer):
+    model = tiny_sog(max_input_length=24)
+    long_post = "dataframe " * 2000
+    contexts = model.encode_contexts([long_post], tokenizer)
+    batch = model.build_inputs(contexts, [[0, 1, 2, 3, 4, 5]], tokenizer)
+    ids = batch["input_ids"][0].tolist()
+    assert len(ids) == 24
+    assert ids[-1] == tokenizer.mask_token_id
+    assert ids[-7:-1] == [model.tag_offset + t for t in range(6)]
+    assert ids[-8] == tokenizer.sep_token_id and ids[0] == tokenizer.cls_token_id
+    [tags] = model.generate_tags([long_post], tokenizer, num_tags=8)
+    assert len(tags) == 8
+
+
+def test_more_tags_than_the_input_length_still_decode(tokenizer):
+    model = tiny_sog(max_input_length=6, tag_names=[f"t{i}" for i in range(12)])
+    [tags] = model.generate_tags(["some text"], tokenizer, num_tags=12)
+    assert len({t for t, _ in tags}) == 12
+
+
+def test_dict_posts_with_every_field_and_with_none(tokenizer):
+    model = tiny_sog()
+    full = {"text": "beach day", "image": "a dog on the sand", "location": "Nice", "time": "2020-07-01T14:52:00"}
+    units = model.encode_contexts([full], tokenizer)[0]
+    markers = [u - model.marker_offset for u in units if model.marker_offset <= u < model.tag_offset]
+    assert markers == [0, 1, 2]
+    assert model.encode_contexts([{}], tokenizer) == [[]]
+    assert model.encode_contexts([{"text": "beach day"}], tokenizer) == model.encode_contexts(["beach day"], tokenizer)
+    assert len(model.generate_tags([full, {}], tokenizer, num_tags=2)) == 2
+
+
+def test_bad_posts_raise_errors_that_name_the_field(tokenizer):
+    model = tiny_sog()
+    with pytest.raises(ValueError, match="caption"):
+        model.generate_tags([{"caption": "x"}], tokenizer)
+    with pytest.raises(ValueError, match="'time'"):
+        model.generate_tags([{"time": "yesterday"}], tokenizer)
+    with pytest.raises(TypeError, match="list of posts"):
+        model.generate_tags("a single string", tokenizer)
+    with pytest.raises(TypeError, match="'location'"):
+        post_fields({"location": 3})
+
+
+def test_time_becomes_words():
+    assert time_to_words("2020-07-01 14:52") == "summer weekday afternoon"
+    assert time_to_words("2021-12-25T23:30:00+01:00") == "winter weekend night"
+    assert time_to_words("2019-04-15T06:00:00Z") == "spring weekday morning"
+    assert time_to_words("2019-10-12T18:00:00") == "autumn weekend evening"
+
+
+def test_loss_is_the_hand_computed_kl_for_both_schemes():
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    z = sum(math.exp(v) for v in (2.0, 0.0, -1.0))
+    log_p = [v - math.log(z) for v in (2.0, 0.0, -1.0)]
+    # 1-to-M: target uniform over tags 0 and 2 -> KL = sum q (log q - log p)
+    expected = 0.5 * (math.log(0.5) - log_p[0]) + 0.5 * (math.log(0.5) - log_p[2])
+    assert kl_to_target_loss(logits, torch.tensor([[1.0, 0.0, 1.0]])).item() == pytest.approx(expected, rel=1e-6)
+    # 1-to-1: target one-hot on tag 1 -> KL = -log p_1, as an id or as a one-hot row
+    assert kl_to_target_loss(logits, torch.tensor([1])).item() == pytest.approx(-log_p[1], rel=1e-6)
+    assert kl_to_target_loss(logits, torch.tensor([[0.0, 1.0, 0.0]])).item() == pytest.approx(-log_p[1], rel=1e-6)
+    # averaged over instances
+    two = kl_to_target_loss(logits.repeat(2, 1), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert two.item() == pytest.approx((expected - log_p[1]) / 2, rel=1e-6)
+    with pytest.raises(ValueError, match="at least one target"):
+        kl_to_target_loss(logits, torch.zeros(1, 3))
+
+
+def test_forward_returns_the_loss_from_labels(tokenizer):
+    model = tiny_sog()
+    batch = model.build_inputs(model.encode_contexts(["a", "b"], tokenizer), [[0], []], tokenizer)
+    labels = torch.zeros(2, len(TAGS))
+    labels[0, [1, 2]] = 1
+    labels[1, 3] = 1
+    out = model(**batch, labels=labels)
+    assert out.loss.item() == pytest.approx(kl_to_target_loss(out.logits, labels).item())
+    out.loss.backward()
+    assert model.tag_embeddings.weight.grad is not None
+
+
+def test_config_rejects_bad_fields():
+    with pytest.raises(ValueError, match="scheme"):
+        SOGConfig(scheme="1-to-N")
+    with pytest.raises(ValueError, match="duplicates"):
+        SOGConfig(tag_names=["a", "a"])
+    with pytest.raises(ValueError, match="tag_names is empty"):
+        SOGForTagGeneration(tiny_config(tags=[]))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        SOGForTagGeneration(tiny_config(max_input_length=512))
+
+
+def test_ranking_baseline_scores_every_tag_in_one_pass(tokenizer):
+    torch.manual_seed(0)
+    model = BRForTagRanking(tiny_config()).eval()
+    [tags] = model.generate_tags(["pandas"], tokenizer, num_tags=20)
+    probs = [p for _, p in tags]
+    assert len(tags) == len(TAGS) and probs == sorted(probs, reverse=True)
+    batch = model.build_inputs(model.encode_contexts(["pandas"], tokenizer), [[]], tokenizer)
+    assert batch["input_ids"][0, -1].item() == tokenizer.sep_token_id
+    loss = model(**batch, labels=torch.ones(1, len(TAGS))).loss
+    expected = torch.nn.functional.softplus(-model(**batch).logits).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -1,0 +1,71 @@
+import random
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from modeling_br import BRForTagRanking
+from modeling_sog import SOGForTagGeneration
+from sog_data import InstanceCollator, epoch_instances, expand_post
+
+
+def test_one_to_m_gives_every_prefix_and_the_rest_as_target():
+    instances = expand_post(7, [3, 1, 4], "1-to-M", random.Random(0))
+    assert len(instances) == 3
+    for i, inst in enumerate(instances):
+        assert inst.post == 7 and len(inst.given) == i
+        assert set(inst.given) | set(inst.target) == {1, 3, 4} and not set(inst.given) & set(inst.target)
+
+
+def test_one_to_one_targets_the_next_tag_of_the_shuffled_order():
+    instances = expand_post(0, [3, 1, 4], "1-to-1", random.Random(0))
+    order = list(instances[-1].given) + list(instances[-1].target)
+    assert [inst.target for inst in instances] == [(t,) for t in order]
+    assert sorted(order) == [1, 3, 4]
+
+
+def test_orders_change_between_epochs_and_repeat_for_a_seed():
+    posts = [list(range(6))] * 20
+    first = epoch_instances(posts, "1-to-M", True, seed=1)
+    assert first == epoch_instances(posts, "1-to-M", True, seed=1)
+    assert first != epoch_instances(posts, "1-to-M", True, seed=2)
+    assert len(first) == 120
+    ranking = epoch_instances(posts, "1-to-M", False, seed=1)
+    assert len(ranking) == 20 and ranking[0].target == tuple(range(6))
+    with pytest.raises(ValueError, match="scheme"):
+        epoch_instances(posts, "2-to-2", True, seed=1)
+
+
+def test_collator_builds_inputs_and_uniform_targets(tokenizer):
+    model = SOGForTagGeneration(tiny_config())
+    contexts = model.encode_contexts(["pandas question", "css question"], tokenizer)
+    instances = epoch_instances([[0, 1], [3]], "1-to-M", True, seed=0)
+    batch = InstanceCollator(model, tokenizer, contexts)(instances)
+    assert batch["labels"].shape == (3, 8)
+    assert batch["labels"].sum(-1).tolist() == [2.0, 1.0, 1.0]
+    assert batch["input_ids"].shape[0] == 3
+
+
+@pytest.mark.parametrize("model_class,scheme", [(SOGForTagGeneration, "1-to-M"), (SOGForTagGeneration, "1-to-1"),
+                                                (BRForTagRanking, "1-to-M")])
+def test_a_few_steps_teach_a_toy_task(tokenizer, model_class, scheme):
+    """Posts about fruit get {fruit, food}, posts about cars get {vehicle, road}: after training the
+    right tags come first."""
+    tags = ["fruit", "food", "vehicle", "road", "music", "sport"]
+    torch.manual_seed(0)
+    model = model_class(tiny_config(tags=tags, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    posts = ["apple banana cherry", "a ripe mango and a pear", "car truck engine", "the bus and the tram"]
+    gold = [[0, 1], [0, 1], [2, 3], [2, 3]]
+    contexts = model.encode_contexts(posts, tokenizer)
+    collate = InstanceCollator(model, tokenizer, contexts)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for epoch in range(40):
+        batch = collate(epoch_instances(gold, scheme, model.reads_tags, seed=epoch))
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    generated = model.generate_tags(posts, tokenizer, num_tags=2)
+    assert [sorted(t for t, _ in row) for row in generated] == [
+        ["food", "fruit"], ["food", "fruit"], ["road", "vehicle"], ["road", "vehicle"]]
