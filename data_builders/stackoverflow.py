@@ -1,0 +1,125 @@
+"""Stack Overflow questions: the Kaggle StackSample release and the official Stack Exchange dumps."""
+
+import csv
+import io
+import os
+import re
+import sys
+import zipfile
+from collections import defaultdict
+from xml.etree import ElementTree
+
+from .common import Post, Rejected, TagCorpusBuilder, TagCorpusConfig, html_to_text, unique
+
+KAGGLE_URL = "https://www.kaggle.com/datasets/stackoverflow/stacksample"
+STACKSAMPLE_FILES = ("Questions.csv", "Tags.csv")
+
+
+def question_text(title: str, body_html: str) -> str:
+    return f"{title.strip()}\n{html_to_text(body_html)}".strip()
+
+
+def _open_stacksample(data_dir: str, name: str):
+    """A text stream over ``name`` from the extracted folder or from any zip inside ``data_dir``."""
+    for candidate in (os.path.join(data_dir, name), os.path.join(data_dir, "stacksample", name)):
+        if os.path.isfile(candidate):
+            return open(candidate, encoding="latin-1", newline="")
+    archives = [data_dir] if data_dir.endswith(".zip") else [
+        os.path.join(data_dir, f) for f in sorted(os.listdir(data_dir)) if f.endswith(".zip")]
+    for archive in archives:
+        bundle = zipfile.ZipFile(archive)
+        member = next((m for m in bundle.namelist() if os.path.basename(m) == name), None)
+        if member is not None:
+            return io.TextIOWrapper(bundle.open(member), encoding="latin-1", newline="")
+        bundle.close()
+    raise FileNotFoundError(
+        f"stacksample: expected {name} in {data_dir} (the extracted folder or stacksample.zip); "
+        f"download the StackSample dataset from {KAGGLE_URL} and pass its folder as --data_dir")
+
+
+class StackSample(TagCorpusBuilder):
+    """Kaggle ``stackoverflow/stacksample``: Questions.csv (Latin-1, HTML bodies) and Tags.csv."""
+
+    DESCRIPTION = (f"StackSample needs {' and '.join(STACKSAMPLE_FILES)} (or stacksample.zip) in data_dir; "
+                   f"download it from {KAGGLE_URL}.")
+    LICENSE = "CC BY-SA 3.0 (Stack Overflow content)"
+    HOMEPAGE = KAGGLE_URL
+    BUILDER_CONFIGS = [TagCorpusConfig(name="paper", min_score=5, min_tag_freq=10,
+                                       description="Score >= 5, tags seen >= 10 times (the paper's recipe)"),
+                       TagCorpusConfig(name="all", description="every question and tag")]
+    DEFAULT_CONFIG_NAME = "paper"
+
+    def read_posts(self, data_dir):
+        csv.field_size_limit(sys.maxsize)
+        tags = defaultdict(list)
+        with _open_stacksample(data_dir, "Tags.csv") as stream:
+            for line, row in enumerate(csv.DictReader(stream), start=2):
+                if not row.get("Id") or not row.get("Tag"):
+                    yield Rejected("malformed Tags.csv row (no Id or Tag)", f"Tags.csv line {line}")
+                    continue
+                tags[row["Id"].strip()].append(row["Tag"].strip().lower())
+        with _open_stacksample(data_dir, "Questions.csv") as stream:
+            reader = csv.DictReader(stream)
+            missing = {"Id", "Title", "Body", "Score", "CreationDate"} - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"stacksample: Questions.csv lacks column(s) {sorted(missing)}")
+            for row in reader:
+                where = f"Questions.csv line {reader.line_num}"
+                try:
+                    score = int(row["Score"])
+                except (TypeError, ValueError):
+                    yield Rejected("malformed Questions.csv row (Score is not an integer)", where)
+                    continue
+                qid = (row["Id"] or "").strip()
+                if not qid:
+                    yield Rejected("malformed Questions.csv row (no Id)", where)
+                    continue
+                yield Post(id=qid, text=question_text(row["Title"] or "", row["Body"] or ""),
+                           tags=unique(tags.get(qid, [])), time=(row["CreationDate"] or "").strip(), score=score)
+
+
+TAG_LIST = re.compile(r"<([^<>]+)>|\|([^|]+)")
+
+
+def parse_tag_field(value: str) -> list[str]:
+    """``<python><pandas>`` (older dumps) or ``|python|pandas|`` (2024+ dumps) -> ``["python", "pandas"]``."""
+    return unique(m.group(1) or m.group(2) for m in TAG_LIST.finditer(value or "") if (m.group(1) or m.group(2)).strip())
+
+
+class StackExchange(TagCorpusBuilder):
+    """Questions of any Stack Exchange site from the official data dump (``Posts.xml``)."""
+
+    DESCRIPTION = ("StackExchange needs Posts.xml of a site's data dump (the file itself or its folder) in "
+                   "data_dir; the dumps are published by Stack Exchange, Inc. (see archive.org/details/stackexchange).")
+    LICENSE = "CC BY-SA (Stack Exchange content)"
+    BUILDER_CONFIGS = [TagCorpusConfig(name="default", min_tag_freq=10,
+                                       description="every question, tags seen >= 10 times")]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def read_posts(self, data_dir):
+        path = data_dir if os.path.isfile(data_dir) else os.path.join(data_dir, "Posts.xml")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"stackexchange: expected Posts.xml at {path}. {self.DESCRIPTION}")
+        rows = ElementTree.iterparse(path, events=("end",))
+        try:
+            for _, element in rows:
+                if element.tag != "row":
+                    continue
+                attributes = dict(element.attrib)
+                element.clear()
+                if attributes.get("PostTypeId") != "1":
+                    continue  # answers, wiki pages...: not questions, so not posts of this corpus
+                post_id = attributes.get("Id", "").strip()
+                if not post_id:
+                    yield Rejected("malformed row (no Id)", "Posts.xml question without Id")
+                    continue
+                try:
+                    score = int(attributes.get("Score", "0"))
+                except ValueError:
+                    yield Rejected("malformed row (Score is not an integer)", f"Posts.xml Id={post_id}")
+                    continue
+                yield Post(id=post_id, text=question_text(attributes.get("Title", ""), attributes.get("Body", "")),
+                           tags=[t.lower() for t in parse_tag_field(attributes.get("Tags", ""))],
+                           time=attributes.get("CreationDate", "").strip(), score=score)
+        except ElementTree.ParseError as error:
+            yield Rejected(f"malformed XML, the rest of the file is unreadable ({error})", path)
