@@ -1,0 +1,134 @@
+"""Turn a trained model into a Hub-ready folder (weights, code, tokenizer, handler, model card) and push it."""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCardData
+
+from modeling_sog import default_encoder_path
+
+REPO = Path(__file__).resolve().parent
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# Written next to the model by train.py but not part of the model repo.
+NOT_UPLOADED = ["checkpoints/*", "checkpoints/**", "runs/*", "runs/**"]
+WIDGET_TEXT_CHARS = 400
+
+
+def base_model_id(encoder: str | None) -> str | None:
+    if not encoder or os.path.abspath(encoder) == os.path.abspath(default_encoder_path()):
+        return DEFAULT_ENCODER_ID
+    return encoder if HUB_ID.fullmatch(encoder) and not os.path.exists(encoder) else None
+
+
+def widget_examples(model, tokenizer, posts) -> list[dict]:
+    """Widget entries whose ``output`` is what this model generates for exactly that text."""
+    examples = []
+    for i, post in enumerate(posts):
+        text = (post.get("text") if isinstance(post, dict) else post or "")[:WIDGET_TEXT_CHARS].strip()
+        if not text:
+            continue
+        [tags] = model.generate_tags([text], tokenizer)
+        examples.append({"text": text, "example_title": f"Example {i + 1}",
+                         "output": [{"label": t, "score": round(p, 4)} for t, p in tags]})
+    return examples
+
+
+def model_card(model, tokenizer, scores: dict, args, example_posts, name: str) -> str:
+    config = model.config
+    dataset = getattr(args, "dataset", None) or "debtags (bundled sample)"
+    results = [EvalResult(task_type="text-classification", task_name="Tag recommendation", dataset_type=dataset,
+                          dataset_name=dataset, dataset_split="test", metric_type=metric, metric_name=label,
+                          metric_value=round(scores[metric], 2))
+               for k in (1, 3, 5) for metric, label in ((f"precision@{k}", f"P@{k}"), (f"recall@{k}", f"R@{k}"))]
+    where = getattr(args, "hub_model_id", None) or "path/to/this/folder"
+    kind = "SOG" if model.reads_tags else "BR-EF (ranking baseline)"
+    data = ModelCardData(
+        library_name="transformers", pipeline_tag="text-classification", license="apache-2.0",
+        tags=["custom_code", "tag-recommendation", "set-generation", "sog"],
+        base_model=base_model_id(getattr(args, "model_name_or_path", None)),
+        datasets=[dataset] if HUB_ID.fullmatch(dataset) and not os.path.exists(dataset) else None,
+        metrics=["precision@k", "recall@k"], model_name=name, eval_results=results,
+        widget=widget_examples(model, tokenizer, example_posts))
+    table = "\n".join(["| K | P@K | R@K |", "|---|---:|---:|"] + [
+        f"| {k} | {scores[f'precision@{k}']:.2f} | {scores[f'recall@{k}']:.2f} |" for k in (1, 3, 5)])
+    settings = {k: getattr(args, k, None) for k in ("scheme", "max_length", "learning_rate", "num_train_epochs",
+                                                    "per_device_train_batch_size", "max_train_samples", "seed")}
+    return f"""---
+{data.to_yaml()}
+---
+
+# {name}: {kind} tag recommendation
+
+Generates a **set** of tags for a post with sequence-oblivious generation (SOG): a BERT encoder reads
+`[CLS] context [SEP] tag_1 ... tag_(i-1) [MASK]` and predicts tag *i* at `[MASK]`; the tags given share
+one position, so their order does not matter, and decoding never repeats a tag. The context fuses a
+post's fields as text: `[IMG]` image description, `[LOC]` location, `[TIME]` time as words, then the text.
+
+- Tags: {config.num_tags} (`config.tag_names`); training scheme: {config.scheme}; inputs up to
+  {config.max_input_length} units; {config.num_tags_to_generate} tags by default.
+- Trained on: {dataset}. Settings: `{json.dumps(settings)}`.
+
+## Evaluation (test split, in %)
+
+{table}
+
+## How to use
+
+```python
+from transformers import pipeline
+
+tagger = pipeline(model="{where}", trust_remote_code=True)   # pin revision=<commit> for remote code
+tagger("How do I merge two dataframes?", num_tags=5)
+tagger({{"text": "Sunset walk", "image": "a beach at dusk", "location": "Nice", "time": "2021-07-01T20:10:00"}})
+```
+
+or with the model itself:
+
+```python
+from transformers import AutoModel, AutoTokenizer
+
+model = AutoModel.from_pretrained("{where}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{where}", trust_remote_code=True)
+model.generate_tags(["How do I merge two dataframes?"], tokenizer, num_tags=5, threshold=0.01)
+```
+
+An Inference Endpoint runs `handler.py`: send `{{"inputs": "...", "parameters": {{"num_tags": 5}}}}`.
+The model is custom code (`trust_remote_code=True`), so the Hub shows the widget examples above with
+their recorded outputs rather than a live widget.
+"""
+
+
+def write_hub_folder(model, tokenizer, folder, scores: dict, args=None, example_posts=()):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    shutil.copy(REPO / "handler.py", folder / "handler.py")
+    name = getattr(args, "hub_model_id", None) or folder.resolve().name
+    (folder / "README.md").write_text(model_card(model, tokenizer, scores, args, list(example_posts), name),
+                                      encoding="utf-8")
+
+
+def uploadable_files(folder) -> list[Path]:
+    folder = Path(folder)
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")
+                  if p.is_file() and p.relative_to(folder).parts[0] not in ("checkpoints", "runs"))
+
+
+def push_hub_folder(folder, repo_id: str | None, dry_run: bool = False):
+    files = uploadable_files(folder)
+    if dry_run:
+        print(f"dry run: would upload {len(files)} files to {repo_id or '<--hub_model_id>'}:")
+        for path in files:
+            print(f"  {path}  ({(Path(folder) / path).stat().st_size:,} bytes)")
+        return files
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=NOT_UPLOADED,
+                      commit_message="Upload SOG tag model")
+    print(f"pushed {len(files)} files to {repo_id}")
+    return files

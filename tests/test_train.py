@@ -1,0 +1,145 @@
+"""train.py end to end on a tiny random encoder: resume after a kill, 2-process DDP, errors, the Hub folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+import train
+from data_builders import split_of
+from modeling_sog import default_encoder_path
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = ["--max_train_samples", "48", "--max_eval_samples", "12", "--max_length", "32", "--num_train_epochs", "2",
+         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none"]
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(folder)
+    return str(folder)
+
+
+def run_train(args, **popen):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finished(process, timeout=600):
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
+def summary(folder):
+    return json.loads((Path(folder) / "train_summary.json").read_text())
+
+
+def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_encoder):
+    common = QUICK + ["--model_name_or_path", tiny_encoder, "--checkpointing_steps", "2"]
+    finished(run_train(common + ["--output_dir", str(tmp_path / "straight")]))
+
+    interrupted = run_train(common + ["--output_dir", str(tmp_path / "killed")])
+    first = tmp_path / "killed" / "checkpoints" / "checkpoint_1" / train.COMPLETE_MARKER
+    deadline = time.time() + 300
+    while not first.exists() and interrupted.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    interrupted.send_signal(signal.SIGKILL)
+    interrupted.communicate()
+    assert interrupted.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    assert not (tmp_path / "killed" / "train_summary.json").exists()
+
+    out = finished(run_train(common + ["--output_dir", str(tmp_path / "killed"), "--resume_from_checkpoint"]))
+    assert "resumed from" in out
+    straight, resumed = summary(tmp_path / "straight"), summary(tmp_path / "killed")
+    assert resumed["parameter_checksums_per_process"] == straight["parameter_checksums_per_process"]
+    assert resumed["history"] == straight["history"]
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_cpu_processes_run_real_ddp(tmp_path, tiny_encoder):
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    out_dir = tmp_path / "ddp"
+    done = subprocess.run(launch + QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir),
+                                            "--num_train_epochs", "1", "--max_eval_samples", "13"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 process(es) [DistributedType.MULTI_CPU]" in done.stdout + done.stderr
+    result = summary(out_dir)
+    first, second = result["parameter_checksums_per_process"]
+    assert first == second                                      # gradients were synchronised
+    per_process = result["train_instances_per_process"]
+    assert len(per_process) == 2 and abs(per_process[0] - per_process[1]) <= 8   # the data was sharded
+    # not seen twice: at most the padding that completes the last batch of each process
+    assert result["instances_per_epoch"] <= sum(per_process) < result["instances_per_epoch"] + 2 * 8
+    ids = [json.loads(line)["id"] for line in (out_dir / "eval_predictions.jsonl").read_text().splitlines()]
+    assert len(ids) == 13 and len(set(ids)) == 13                                 # every test post once
+
+
+def test_output_folder_is_a_hub_repo_with_a_working_handler(tmp_path, tiny_encoder, capsys):
+    out_dir = tmp_path / "model"
+    train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir), "--num_train_epochs",
+                        "1", "--push_to_hub", "--dry_run", "--checkpointing_steps", "epoch"])
+    listed = capsys.readouterr().out
+    assert "dry run: would upload" in listed and "checkpoints" not in listed.split("dry run")[1]
+    for name in ("config.json", "model.safetensors", "handler.py", "README.md", "tokenizer.json", "modeling_sog.py",
+                 "pipeline_sog.py"):
+        assert (out_dir / name).exists(), name
+    card = (out_dir / "README.md").read_text()
+    assert "model-index:" in card and "type: precision@1" in card and "widget:" in card
+    assert "library_name: transformers" in card and "pipeline_tag: text-classification" in card
+
+    code = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from handler import EndpointHandler
+handler = EndpointHandler(sys.argv[1])
+one = handler({"inputs": "a python library", "parameters": {"num_tags": 3}})
+many = handler({"inputs": ["a python library", {"text": "a game", "location": "games"}], "parameters": {"num_tags": 2, "threshold": 0.0}})
+print(json.dumps({"one": one, "many": many}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code, str(out_dir)], cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(result["one"]) == 3 and set(result["one"][0]) == {"label", "score"}
+    assert [len(r) for r in result["many"]] == [2, 2]
+    json.dumps(result)
+
+
+def test_clear_errors(tmp_path, tiny_encoder):
+    with pytest.raises(ValueError, match="neither a builder"):
+        train.main(["--dataset", "no-such-thing", "--report_to", "none"])
+    no_tags = tmp_path / "no_tags.jsonl"
+    no_tags.write_text("\n".join(json.dumps({"id": str(i), "text": "x"}) for i in range(30)))
+    with pytest.raises(ValueError, match="no 'tags' column"):
+        train.main(["--dataset", str(no_tags), "--report_to", "none"])
+    only_train = tmp_path / "one.jsonl"
+    train_ids = [str(i) for i in range(20) if split_of(str(i)) == "train"][:3]
+    only_train.write_text("\n".join(json.dumps({"id": i, "text": "x", "tags": ["a"]}) for i in train_ids))
+    with pytest.raises(ValueError, match="split 'test' is empty"):
+        train.main(["--dataset", str(only_train), "--report_to", "none"])
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="BERT-family"):
+        train.main(QUICK + ["--model_name_or_path", str(gpt)])
+    with pytest.raises(ValueError, match="tag vocabulary is empty"):
+        train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--min_tag_freq", "100000"])
