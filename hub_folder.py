@@ -45,7 +45,8 @@ def model_card(model, tokenizer, scores: dict, args, example_posts, name: str) -
                           metric_value=round(scores[metric], 2))
                for k in (1, 3, 5) for metric, label in ((f"precision@{k}", f"P@{k}"), (f"recall@{k}", f"R@{k}"))]
     where = getattr(args, "hub_model_id", None) or "path/to/this/folder"
-    kind = "SOG" if model.reads_tags else "BR-EF (ranking baseline)"
+    kind = {"SOGForTagGeneration": "SOG", "BRForTagRanking": "BR-EF (ranking baseline)"}.get(
+        type(model).__name__, type(model).__name__)
     data = ModelCardData(
         library_name="transformers", pipeline_tag="text-classification", license="apache-2.0",
         tags=["custom_code", "tag-recommendation", "set-generation", "sog"],

@@ -18,6 +18,7 @@ except ImportError:  # imported as a top-level module (development checkout)
 
 class BRForTagRanking(SOGPreTrainedModel):
     reads_tags = False
+    ranks_in_one_pass = True
 
     def __init__(self, config):
         super().__init__(config)

@@ -97,8 +97,11 @@ class SOGPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"^cls\."]
-    # Whether the input ends with tags and a [MASK] (SOG) or with the context's [SEP] (ranking baselines).
+    # Whether the input ends with tags and a [MASK] (SOG) or with the context's [SEP] (the baselines).
     reads_tags = True
+    # Ranking models score every tag in one pass and learn from one instance per post (the gold set);
+    # generators learn from one instance per gold tag (1-to-M / 1-to-1).
+    ranks_in_one_pass = False
 
     def __init__(self, config):
         super().__init__(config)
@@ -171,24 +174,25 @@ class SOGPreTrainedModel(PreTrainedModel):
                 "use the tokenizer saved with the model (or the encoder's)"
             )
 
-    def encode_contexts(self, posts, tokenizer) -> list[list[int]]:
-        """Unit ids of each post's context (no [CLS]/[SEP]): markers before non-empty fields, text last."""
+    def field_units(self, posts, tokenizer) -> list[list[list[int]]]:
+        """Per post, the unit ids of each non-empty field, its marker first: image, location, time, then the
+        text (always present, possibly empty)."""
         self._check_tokenizer(tokenizer)
         fields = [post_fields(post) for post in posts]
         flat = [value for row in fields for value in row]
         pieces = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
         width = len(fields[0]) if fields else 0
-        contexts = []
+        markers = len(self.config.feature_markers)
+        per_post = []
         for i in range(len(fields)):
-            units = []
-            for field_index, ids in enumerate(pieces[i * width:(i + 1) * width]):
-                if field_index < len(self.config.feature_markers):
-                    if not ids:
-                        continue
-                    units.append(self.marker_offset + field_index)
-                units.extend(ids)
-            contexts.append(units)
-        return contexts
+            row = pieces[i * width:(i + 1) * width]
+            units = [[self.marker_offset + f] + ids for f, ids in enumerate(row[:markers]) if ids]
+            per_post.append(units + [list(row[markers])])
+        return per_post
+
+    def encode_contexts(self, posts, tokenizer) -> list[list[int]]:
+        """Unit ids of each post's context (no [CLS]/[SEP]): markers before non-empty fields, text last."""
+        return [[unit for field in fields for unit in field] for fields in self.field_units(posts, tokenizer)]
 
     def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
         """Pad ``[CLS] context [SEP] (tags [MASK])`` rows into tensors; the context is what gets truncated."""
@@ -264,7 +268,27 @@ class SOGPreTrainedModel(PreTrainedModel):
             self.train(was_training)
 
     def _choose_tags(self, contexts, tokenizer, num_tags, threshold):
-        raise NotImplementedError
+        """Greedy set decoding: all posts advance together; a chosen tag is masked out of later steps.
+        Ranking models override this with a single pass."""
+        chosen = [[] for _ in contexts]
+        active = list(range(len(contexts)))
+        for _ in range(num_tags):
+            if not active:
+                break
+            batch = self.build_inputs([contexts[i] for i in active], [[t for t, _ in chosen[i]] for i in active],
+                                      tokenizer)
+            logits = self(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
+            for row, i in enumerate(active):
+                logits[row, [t for t, _ in chosen[i]]] = float("-inf")
+            best_prob, best_tag = logits.softmax(-1).max(-1)
+            still_active = []
+            for row, i in enumerate(active):
+                if threshold is not None and best_prob[row].item() < threshold:
+                    continue
+                chosen[i].append((best_tag[row].item(), best_prob[row].item()))
+                still_active.append(i)
+            active = still_active
+        return chosen
 
 
 class SOGTagHead(nn.Module):
@@ -320,28 +344,6 @@ class SOGForTagGeneration(SOGPreTrainedModel):
         loss = kl_to_target_loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
-
-    def _choose_tags(self, contexts, tokenizer, num_tags, threshold):
-        """Greedy set decoding: all posts advance together; a chosen tag is masked out of later steps."""
-        chosen = [[] for _ in contexts]
-        active = list(range(len(contexts)))
-        for _ in range(num_tags):
-            if not active:
-                break
-            batch = self.build_inputs([contexts[i] for i in active], [[t for t, _ in chosen[i]] for i in active],
-                                      tokenizer)
-            logits = self(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
-            for row, i in enumerate(active):
-                logits[row, [t for t, _ in chosen[i]]] = float("-inf")
-            best_prob, best_tag = logits.softmax(-1).max(-1)
-            still_active = []
-            for row, i in enumerate(active):
-                if threshold is not None and best_prob[row].item() < threshold:
-                    continue
-                chosen[i].append((best_tag[row].item(), best_prob[row].item()))
-                still_active.append(i)
-            active = still_active
-        return chosen
 
 
 SOGForTagGeneration.register_for_auto_class("AutoModel")

@@ -2,7 +2,7 @@
 
 A post with N gold tags becomes N instances: instance i gives i tags (in a freshly shuffled order each
 epoch) and asks for the rest. 1-to-M: the target is uniform over every gold tag not yet given; 1-to-1: it
-is the next tag of the shuffled order. Ranking models (``reads_tags = False``) get one instance per post
+is the next tag of the shuffled order. Ranking models (``ranks_in_one_pass``) get one instance per post
 whose target is the whole gold set.
 """
 
@@ -29,9 +29,9 @@ def expand_post(post: int, tag_ids, scheme: str, rng: random.Random) -> list[Ins
     raise ValueError(f"unknown scheme {scheme!r}; expected '1-to-M' or '1-to-1'")
 
 
-def epoch_instances(post_tag_ids, scheme: str, reads_tags: bool, seed: int) -> list[Instance]:
+def epoch_instances(post_tag_ids, scheme: str, one_per_post: bool, seed: int) -> list[Instance]:
     """All instances of one epoch; ``seed`` (e.g. base seed + epoch) fixes the tag orders."""
-    if not reads_tags:
+    if one_per_post:
         return [Instance(post, (), tuple(tags)) for post, tags in enumerate(post_tag_ids)]
     rng = random.Random(seed)
     return [inst for post, tags in enumerate(post_tag_ids) for inst in expand_post(post, tags, scheme, rng)]

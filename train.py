@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from configuration_sog import SCHEMES
+from modeling_baselines import ARForTagGeneration, BRLateFusionForTagRanking
 from modeling_br import BRForTagRanking
 from modeling_sog import SOGForTagGeneration, default_encoder_path
 from processing_sog import POST_FIELDS
@@ -36,7 +37,8 @@ from sog_data import InstanceCollator, epoch_instances
 REPO = Path(__file__).resolve().parent
 BUNDLED_CORPUS = REPO / "data" / "debtags-sample"
 METRIC_PATH = REPO / "evaluate_metrics" / "precision_at_k"
-MODEL_CLASSES = {"sog": SOGForTagGeneration, "br": BRForTagRanking}
+MODEL_CLASSES = {"sog": SOGForTagGeneration, "br": BRForTagRanking, "br-lf": BRLateFusionForTagRanking,
+                 "ar": ARForTagGeneration}
 K_VALUES = (1, 3, 5)
 
 
@@ -79,6 +81,13 @@ def check_corpus(corpus, name: str) -> datasets.DatasetDict:
     return corpus
 
 
+def subset(table, size: int | None, seed: int):
+    """A seeded random sample of ``size`` rows (corpora are often sorted, e.g. by package name)."""
+    if not size or size >= len(table):
+        return table
+    return table.shuffle(seed=seed).select(range(size))
+
+
 def posts_of(table) -> list[dict]:
     """The context fields of each row (columns the corpus lacks count as empty)."""
     columns = [c for c in POST_FIELDS if c in table.column_names]
@@ -105,12 +114,12 @@ class InstanceDataset(Dataset):
     The count does not change between epochs, so one prepared DataLoader serves every epoch and a resumed
     run skips exactly the batches it had done."""
 
-    def __init__(self, post_tag_ids, scheme: str, reads_tags: bool, seed: int):
-        self.post_tag_ids, self.scheme, self.reads_tags, self.seed = post_tag_ids, scheme, reads_tags, seed
+    def __init__(self, post_tag_ids, scheme: str, one_per_post: bool, seed: int):
+        self.post_tag_ids, self.scheme, self.one_per_post, self.seed = post_tag_ids, scheme, one_per_post, seed
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int):
-        self.instances = epoch_instances(self.post_tag_ids, self.scheme, self.reads_tags, self.seed + epoch)
+        self.instances = epoch_instances(self.post_tag_ids, self.scheme, self.one_per_post, self.seed + epoch)
         random.Random(self.seed * 1000 + epoch).shuffle(self.instances)
 
     def __len__(self):
@@ -231,10 +240,8 @@ def main(argv=None) -> dict:
     with accelerator.main_process_first():
         corpus = load_corpus(args.dataset, args.data_dir)
     train_split, test_split = corpus["train"], corpus["test"]
-    if args.max_train_samples:
-        train_split = train_split.select(range(min(args.max_train_samples, len(train_split))))
-    if args.max_eval_samples:
-        test_split = test_split.select(range(min(args.max_eval_samples, len(test_split))))
+    train_split = subset(train_split, args.max_train_samples, args.seed)
+    test_split = subset(test_split, args.max_eval_samples, args.seed)
     vocabulary = tag_vocabulary(train_split["tags"], args.min_tag_freq)
     tag2id = {t: i for i, t in enumerate(vocabulary)}
     post_tag_ids = [[tag2id[t] for t in dict.fromkeys(tags) if t in tag2id] for tags in train_split["tags"]]
@@ -252,7 +259,7 @@ def main(argv=None) -> dict:
                                                    max_input_length=args.max_length,
                                                    num_tags_to_generate=args.num_tags)
     contexts = model.encode_contexts(train_posts, tokenizer)
-    train_data = InstanceDataset(post_tag_ids, args.scheme, model.reads_tags, args.seed)
+    train_data = InstanceDataset(post_tag_ids, args.scheme, model.ranks_in_one_pass, args.seed)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,
                               collate_fn=InstanceCollator(model, tokenizer, contexts))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
@@ -317,12 +324,14 @@ def main(argv=None) -> dict:
         train_seconds += time.perf_counter() - epoch_start
         state.epoch, state.batches_done = epoch + 1, 0
 
+        generate_start = time.perf_counter()
         scores, predictions = evaluate_model(accelerator, model, tokenizer, test_posts, test_gold, args.num_tags,
                                              args.per_device_eval_batch_size, metric)
+        generate_seconds = time.perf_counter() - generate_start
         accelerator.log({f"eval/{k}": v for k, v in scores.items()}, step=state.completed_steps)
         accelerator.print(f"epoch {epoch + 1}: " + "  ".join(
             f"P@{k} {scores[f'precision@{k}']:.2f} R@{k} {scores[f'recall@{k}']:.2f}" for k in K_VALUES))
-        state.history.append({"epoch": epoch + 1, **scores})
+        state.history.append({"epoch": epoch + 1, **scores, "generate_seconds": generate_seconds})
         if state.best is None or scores[args.metric_for_best_model] > state.best:
             state.best = scores[args.metric_for_best_model]
             save_model_folder(accelerator, model, tokenizer, output_dir, args, scores, test_posts, test_split)

@@ -179,3 +179,30 @@ def test_ranking_baseline_scores_every_tag_in_one_pass(tokenizer):
     loss = model(**batch, labels=torch.ones(1, len(TAGS))).loss
     expected = torch.nn.functional.softplus(-model(**batch).logits).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_ar_baseline_depends_on_tag_order_unlike_sog(tokenizer):
+    from modeling_baselines import ARForTagGeneration
+
+    torch.manual_seed(0)
+    model = ARForTagGeneration(tiny_config()).eval()
+    with torch.no_grad():
+        model.tag_embeddings.weight.normal_(0.0, 1.0)
+        contexts = model.encode_contexts(["pandas merge"], tokenizer)
+        forward = model(**model.build_inputs(contexts, [[0, 1, 4]], tokenizer)).logits
+        backward = model(**model.build_inputs(contexts, [[4, 1, 0]], tokenizer)).logits
+    assert (forward - backward).abs().max() > 1e-3
+    [tags] = model.generate_tags(["pandas merge"], tokenizer, num_tags=8)
+    assert sorted(t for t, _ in tags) == sorted(TAGS)
+
+
+def test_late_fusion_baseline_encodes_each_field_on_its_own(tokenizer):
+    from modeling_baselines import BRLateFusionForTagRanking
+
+    torch.manual_seed(0)
+    model = BRLateFusionForTagRanking(tiny_config()).eval()
+    posts = [{"text": "beach", "location": "Nice", "time": "2020-07-01T14:52:00"}, "only text", {}]
+    batch = model.build_inputs(model.encode_contexts(posts, tokenizer), [[], [], []], tokenizer)
+    assert batch["field_owner"].tolist() == [0, 0, 0, 1, 2]
+    assert model(**batch).logits.shape == (3, len(TAGS))
+    assert [len(t) for t in model.generate_tags(posts, tokenizer, num_tags=2)] == [2, 2, 2]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from modeling_baselines import ARForTagGeneration, BRLateFusionForTagRanking
 from modeling_br import BRForTagRanking
 from modeling_sog import SOGForTagGeneration
 from sog_data import InstanceCollator, epoch_instances, expand_post
@@ -26,20 +27,20 @@ def test_one_to_one_targets_the_next_tag_of_the_shuffled_order():
 
 def test_orders_change_between_epochs_and_repeat_for_a_seed():
     posts = [list(range(6))] * 20
-    first = epoch_instances(posts, "1-to-M", True, seed=1)
-    assert first == epoch_instances(posts, "1-to-M", True, seed=1)
-    assert first != epoch_instances(posts, "1-to-M", True, seed=2)
+    first = epoch_instances(posts, "1-to-M", False, seed=1)
+    assert first == epoch_instances(posts, "1-to-M", False, seed=1)
+    assert first != epoch_instances(posts, "1-to-M", False, seed=2)
     assert len(first) == 120
-    ranking = epoch_instances(posts, "1-to-M", False, seed=1)
+    ranking = epoch_instances(posts, "1-to-M", True, seed=1)
     assert len(ranking) == 20 and ranking[0].target == tuple(range(6))
     with pytest.raises(ValueError, match="scheme"):
-        epoch_instances(posts, "2-to-2", True, seed=1)
+        epoch_instances(posts, "2-to-2", False, seed=1)
 
 
 def test_collator_builds_inputs_and_uniform_targets(tokenizer):
     model = SOGForTagGeneration(tiny_config())
     contexts = model.encode_contexts(["pandas question", "css question"], tokenizer)
-    instances = epoch_instances([[0, 1], [3]], "1-to-M", True, seed=0)
+    instances = epoch_instances([[0, 1], [3]], "1-to-M", False, seed=0)
     batch = InstanceCollator(model, tokenizer, contexts)(instances)
     assert batch["labels"].shape == (3, 8)
     assert batch["labels"].sum(-1).tolist() == [2.0, 1.0, 1.0]
@@ -47,7 +48,9 @@ def test_collator_builds_inputs_and_uniform_targets(tokenizer):
 
 
 @pytest.mark.parametrize("model_class,scheme", [(SOGForTagGeneration, "1-to-M"), (SOGForTagGeneration, "1-to-1"),
-                                                (BRForTagRanking, "1-to-M")])
+                                                (BRForTagRanking, "1-to-M"), (ARForTagGeneration, "1-to-M"),
+                                                (ARForTagGeneration, "1-to-1"),
+                                                (BRLateFusionForTagRanking, "1-to-M")])
 def test_a_few_steps_teach_a_toy_task(tokenizer, model_class, scheme):
     """Posts about fruit get {fruit, food}, posts about cars get {vehicle, road}: after training the
     right tags come first."""
@@ -61,7 +64,7 @@ def test_a_few_steps_teach_a_toy_task(tokenizer, model_class, scheme):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for epoch in range(40):
-        batch = collate(epoch_instances(gold, scheme, model.reads_tags, seed=epoch))
+        batch = collate(epoch_instances(gold, scheme, model.ranks_in_one_pass, seed=epoch))
         loss = model(**batch).loss
         loss.backward()
         optimizer.step()
