@@ -40,6 +40,9 @@ METRIC_PATH = REPO / "evaluate_metrics" / "precision_at_k"
 MODEL_CLASSES = {"sog": SOGForTagGeneration, "br": BRForTagRanking, "br-lf": BRLateFusionForTagRanking,
                  "ar": ARForTagGeneration}
 K_VALUES = (1, 3, 5)
+# Local files are read afresh: datasets' cache can hand back another folder's data when the file names
+# match (seen with two corpus folders written by benchmarks/paper_table.py).
+REREAD = "force_redownload"
 
 
 # ----- data ------------------------------------------------------------------------------------------
@@ -56,12 +59,14 @@ def load_corpus(dataset: str | None, data_dir: str | None = None) -> datasets.Da
         kind = "parquet" if dataset.endswith(".parquet") else "json" if re.search(r"\.jsonl?$", dataset) else None
         if kind is None:
             raise ValueError(f"--dataset {dataset}: expected a .parquet, .json or .jsonl file")
-        table = datasets.load_dataset(kind, data_files=dataset, split="train")
+        table = datasets.load_dataset(kind, data_files=dataset, split="train", download_mode=REREAD)
         if "id" not in table.column_names:
             raise ValueError(f"--dataset {dataset}: a single file needs an 'id' column to split train/test by hash")
         corpus = datasets.DatasetDict({
             split: table.filter(lambda row, s=split: split_of(str(row["id"])) == s) for split in ("train", "test")})
-    elif os.path.isdir(dataset) or re.fullmatch(r"[\w.-]+/[\w.-]+", dataset):
+    elif os.path.isdir(dataset):
+        corpus = datasets.load_dataset(dataset, download_mode=REREAD, verification_mode="no_checks")
+    elif re.fullmatch(r"[\w.-]+/[\w.-]+", dataset):
         corpus = datasets.load_dataset(dataset)
     else:
         raise ValueError(f"--dataset {dataset!r} is neither a builder ({', '.join(sorted(BUILDERS))}), "

@@ -49,11 +49,13 @@ def parse_args(argv=None):
     p.add_argument("--model_name_or_path", help="encoder for every neural model (default: offline MiniLM)")
     p.add_argument("--device-scale", dest="device_scale", action="store_true", help="the paper's full setting")
     for name, value in CPU_BUDGET.items():
-        p.add_argument(f"--{name}", type=type(value), default=None, help=f"CPU budget default: {value}")
+        p.add_argument(f"--{name}", type=type(value), default=None,
+                       help=f"CPU budget default: {value}" + (" (0: all)" if name.startswith("max_") else ""))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--models", nargs="+", choices=list(NEURAL) + list(CLASSICAL), help="a subset of the rows")
     p.add_argument("--output_dir", default="outputs/paper_table")
     p.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--results_name", help="file stem (default: paper_table, or paper_table_device)")
     args = p.parse_args(argv)
     budget = DEVICE_SCALE if args.device_scale else CPU_BUDGET
     for name, value in budget.items():
@@ -165,7 +167,7 @@ def main(argv=None):
 
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    stem = "paper_table_device" if args.device_scale else "paper_table"
+    stem = args.results_name or ("paper_table_device" if args.device_scale else "paper_table")
     (results / f"{stem}.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
     table = markdown(rows, settings)
     (results / f"{stem}.md").write_text(table)

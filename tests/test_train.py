@@ -144,3 +144,20 @@ def test_clear_errors(tmp_path, tiny_encoder):
         train.main(QUICK + ["--model_name_or_path", str(gpt)])
     with pytest.raises(ValueError, match="tag vocabulary is empty"):
         train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--min_tag_freq", "100000"])
+
+
+def test_local_corpus_folders_are_read_afresh(tmp_path):
+    """Two folders whose files have the same names must not share datasets' cache."""
+    from data_builders.__main__ import write_folder
+    import datasets
+
+    card = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n" \
+           "  - split: test\n    path: data/test-*\n---\n"
+    sizes = {}
+    for name, n in (("small", 6), ("large", 14)):
+        rows = {"id": [str(i) for i in range(n)], "text": ["x"] * n, "tags": [["a"]] * n}
+        corpus = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
+                                       "test": datasets.Dataset.from_dict(rows).select(range(2))})
+        write_folder(corpus, str(tmp_path / name / "corpus"), card)
+        sizes[name] = len(train.load_corpus(str(tmp_path / name / "corpus"))["train"])
+    assert sizes == {"small": 6, "large": 14}
