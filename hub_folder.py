@@ -40,7 +40,8 @@ def widget_examples(model, tokenizer, posts) -> list[dict]:
 def model_card(model, tokenizer, scores: dict, args, example_posts, name: str) -> str:
     config = model.config
     dataset = getattr(args, "dataset", None) or "debtags (bundled sample)"
-    results = [EvalResult(task_type="text-classification", task_name="Tag recommendation", dataset_type=dataset,
+    dataset_type = dataset if HUB_ID.fullmatch(dataset) else re.sub(r"[^\w.-]+", "-", Path(dataset).name).strip("-")
+    results = [EvalResult(task_type="text-classification", task_name="Tag recommendation", dataset_type=dataset_type,
                           dataset_name=dataset, dataset_split="test", metric_type=metric, metric_name=label,
                           metric_value=round(scores[metric], 2))
                for k in (1, 3, 5) for metric, label in ((f"precision@{k}", f"P@{k}"), (f"recall@{k}", f"R@{k}"))]

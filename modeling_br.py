@@ -27,6 +27,18 @@ class BRForTagRanking(SOGPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_tags)
         self.post_init()
 
+    @torch.no_grad()
+    def init_from_training_tags(self, post_tag_ids):
+        """Start each tag's sigmoid at its training frequency: bias = log(p / (1 - p)).
+
+        With a zero bias, hundreds of independent sigmoids first spend many steps learning that almost
+        every tag is absent; a short budget then ends with rankings worse than the frequency baseline."""
+        counts = torch.zeros(self.config.num_tags, dtype=torch.float64)
+        for tags in post_tag_ids:
+            counts[list(set(tags))] += 1
+        prior = (counts / max(1, len(post_tag_ids))).clamp(1e-4, 1 - 1e-4)
+        self.classifier.bias.copy_(torch.log(prior / (1 - prior)).to(self.classifier.bias.dtype))
+
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
                 output_attentions=None, output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:
         r"""

@@ -142,6 +142,9 @@ class SOGPreTrainedModel(PreTrainedModel):
         if isinstance(module, SOGTagHead):
             init.zeros_(module.bias)
 
+    def init_from_training_tags(self, post_tag_ids):
+        """Use the training set's tag counts before training; SOG keeps its zero output bias (the paper's)."""
+
     def unit_embeddings_with_names(self):
         """(embedding table, names) pairs whose rows are initialised from their names."""
         return [(self.marker_embeddings, [m.strip("[]").lower() for m in self.config.feature_markers])]

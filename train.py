@@ -263,6 +263,7 @@ def main(argv=None) -> dict:
     model = MODEL_CLASSES[args.model].from_encoder(encoder, tags=vocabulary, scheme=args.scheme,
                                                    max_input_length=args.max_length,
                                                    num_tags_to_generate=args.num_tags)
+    model.init_from_training_tags(post_tag_ids)
     contexts = model.encode_contexts(train_posts, tokenizer)
     train_data = InstanceDataset(post_tag_ids, args.scheme, model.ranks_in_one_pass, args.seed)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,

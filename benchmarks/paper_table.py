@@ -56,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--output_dir", default="outputs/paper_table")
     p.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--results_name", help="file stem (default: paper_table, or paper_table_device)")
+    p.add_argument("--update", action="store_true",
+                   help="replace only the rows run now in the existing results (same settings required)")
     args = p.parse_args(argv)
     budget = DEVICE_SCALE if args.device_scale else CPU_BUDGET
     for name, value in budget.items():
@@ -105,6 +107,17 @@ def run_classical(name, train_posts, train_tags, test_posts, test_tags, metric) 
     if name == "TF-IDF + LR":
         row["chosen_C"] = model.c
     return row
+
+
+def merged_rows(path: Path, settings: dict, new_rows: list[dict]) -> list[dict]:
+    """The rows of an earlier run with those of this run swapped in (appended when new)."""
+    earlier = json.loads(path.read_text())
+    differing = {k for k in settings if k != "machine" and earlier["settings"].get(k) != settings[k]}
+    if differing:
+        raise ValueError(f"--update: {path} was made with other settings ({sorted(differing)})")
+    fresh = {row["model"]: row for row in new_rows}
+    rows = [fresh.pop(row["model"], row) for row in earlier["rows"]]
+    return rows + list(fresh.values())
 
 
 def markdown(rows, settings) -> str:
@@ -168,6 +181,8 @@ def main(argv=None):
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     stem = args.results_name or ("paper_table_device" if args.device_scale else "paper_table")
+    if args.update:
+        rows = merged_rows(results / f"{stem}.json", settings, rows)
     (results / f"{stem}.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
     table = markdown(rows, settings)
     (results / f"{stem}.md").write_text(table)

@@ -206,3 +206,14 @@ def test_late_fusion_baseline_encodes_each_field_on_its_own(tokenizer):
     assert batch["field_owner"].tolist() == [0, 0, 0, 1, 2]
     assert model(**batch).logits.shape == (3, len(TAGS))
     assert [len(t) for t in model.generate_tags(posts, tokenizer, num_tags=2)] == [2, 2, 2]
+
+
+def test_ranking_baseline_starts_from_the_tag_prior():
+    torch.manual_seed(0)
+    model = BRForTagRanking(tiny_config())
+    model.init_from_training_tags([[0, 1], [0], [0, 2, 2]])
+    expected = [math.log(p / (1 - p)) for p in (1 - 1e-4, 1 / 3, 1 / 3, 1e-4)]
+    assert model.classifier.bias[:4].tolist() == pytest.approx(expected, rel=1e-5)
+    sog = tiny_sog()
+    sog.init_from_training_tags([[0, 1]])
+    assert torch.all(sog.tag_head.bias == 0)
