@@ -7,19 +7,18 @@ The classical models see the same context fields as SOG, fused as extra tokens
 import os
 import re
 import tempfile
-from collections import Counter
 
 from processing_sog import post_fields
+from sog_data import tags_by_post_count
 
 
 class FrequencyBaseline:
     """Recommends the K tags most posts of the training set carry, to every post (the paper's 'Frequency')."""
 
     def fit(self, train_tags):
-        counts = Counter(tag for tags in train_tags for tag in set(tags))
-        if not counts:
+        self.ranking = [tag for tag, _ in tags_by_post_count(train_tags)]
+        if not self.ranking:
             raise ValueError("FrequencyBaseline.fit: the training posts carry no tags")
-        self.ranking = [tag for tag, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
         return self
 
     def predict(self, num_posts: int, k: int) -> list[list[str]]:

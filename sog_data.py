@@ -7,6 +7,7 @@ whose target is the whole gold set.
 """
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,12 @@ class Instance:
     post: int                   # index into the list of encoded contexts
     given: tuple[int, ...]      # tag ids already given, in input order (the model ignores the order)
     target: tuple[int, ...]     # tag ids of the target distribution (uniform over them)
+
+
+def tags_by_post_count(post_tags) -> list[tuple[str, int]]:
+    """(tag, number of posts carrying it), most frequent first, ties by name."""
+    counts = Counter(tag for tags in post_tags for tag in set(tags))
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def expand_post(post: int, tag_ids, scheme: str, rng: random.Random) -> list[Instance]:

@@ -1,4 +1,4 @@
-"""Train a SOG tag generator (or the BR-EF ranking baseline) with Accelerate.
+"""Train a SOG tag generator (or a baseline: BR-EF, BR-LF, AR) with Accelerate.
 
     accelerate launch train.py                                   # bundled debtags sample, offline MiniLM
     accelerate launch train.py --dataset stacksample --data_dir ~/stacksample --output_dir outputs/so
@@ -15,6 +15,7 @@ import math
 import os
 import random
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from modeling_baselines import ARForTagGeneration, BRLateFusionForTagRanking
 from modeling_br import BRForTagRanking
 from modeling_sog import SOGForTagGeneration, default_encoder_path
 from processing_sog import POST_FIELDS
-from sog_data import InstanceCollator, epoch_instances
+from sog_data import InstanceCollator, epoch_instances, tags_by_post_count
 
 REPO = Path(__file__).resolve().parent
 BUNDLED_CORPUS = REPO / "data" / "debtags-sample"
@@ -40,9 +41,14 @@ METRIC_PATH = REPO / "evaluate_metrics" / "precision_at_k"
 MODEL_CLASSES = {"sog": SOGForTagGeneration, "br": BRForTagRanking, "br-lf": BRLateFusionForTagRanking,
                  "ar": ARForTagGeneration}
 K_VALUES = (1, 3, 5)
-# Local files are read afresh: datasets' cache can hand back another folder's data when the file names
-# match (seen with two corpus folders written by benchmarks/paper_table.py).
-REREAD = "force_redownload"
+
+
+def load_local(*args, **kwargs):
+    """load_dataset for local files, read into memory through a private, temporary cache: datasets'
+    shared cache can hand back another folder's data when the file names match (seen with two corpus
+    folders of benchmarks/paper_table.py), and a forced re-read races with other DDP processes."""
+    with tempfile.TemporaryDirectory(prefix="sog-corpus-") as cache:
+        return datasets.load_dataset(*args, cache_dir=cache, keep_in_memory=True, **kwargs)
 
 
 # ----- data ------------------------------------------------------------------------------------------
@@ -59,13 +65,13 @@ def load_corpus(dataset: str | None, data_dir: str | None = None) -> datasets.Da
         kind = "parquet" if dataset.endswith(".parquet") else "json" if re.search(r"\.jsonl?$", dataset) else None
         if kind is None:
             raise ValueError(f"--dataset {dataset}: expected a .parquet, .json or .jsonl file")
-        table = datasets.load_dataset(kind, data_files=dataset, split="train", download_mode=REREAD)
+        table = load_local(kind, data_files=dataset, split="train")
         if "id" not in table.column_names:
             raise ValueError(f"--dataset {dataset}: a single file needs an 'id' column to split train/test by hash")
         corpus = datasets.DatasetDict({
             split: table.filter(lambda row, s=split: split_of(str(row["id"])) == s) for split in ("train", "test")})
     elif os.path.isdir(dataset):
-        corpus = datasets.load_dataset(dataset, download_mode=REREAD, verification_mode="no_checks")
+        corpus = load_local(dataset)
     elif re.fullmatch(r"[\w.-]+/[\w.-]+", dataset):
         corpus = datasets.load_dataset(dataset)
     else:
@@ -101,11 +107,7 @@ def posts_of(table) -> list[dict]:
 
 def tag_vocabulary(train_tags, min_tag_freq: int) -> list[str]:
     """Train-split tags seen at least ``min_tag_freq`` times, most frequent first."""
-    counts = {}
-    for tags in train_tags:
-        for tag in set(tags):
-            counts[tag] = counts.get(tag, 0) + 1
-    vocabulary = sorted((t for t, n in counts.items() if n >= min_tag_freq), key=lambda t: (-counts[t], t))
+    vocabulary = [tag for tag, count in tags_by_post_count(train_tags) if count >= min_tag_freq]
     if not vocabulary:
         raise ValueError(f"the tag vocabulary is empty: no train tag is seen >= {min_tag_freq} times "
                          "(lower --min_tag_freq)")

@@ -1,0 +1,32 @@
+import pytest
+
+from baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline, fused_document
+from sog_data import tags_by_post_count
+
+
+def test_tags_by_post_count_counts_posts_not_occurrences():
+    assert tags_by_post_count([["a", "a", "b"], ["b"], ["c", "b"]]) == [("b", 3), ("a", 1), ("c", 1)]
+
+
+def test_frequency_baseline_recommends_the_most_common_tags():
+    model = FrequencyBaseline().fit([["a", "b"], ["b"], ["c", "b", "a"]])
+    assert model.predict(2, 2) == [["b", "a"], ["b", "a"]]
+    with pytest.raises(ValueError, match="no tags"):
+        FrequencyBaseline().fit([[], []])
+
+
+def test_fused_document_appends_the_other_fields_as_prefixed_tokens():
+    post = {"text": "A game", "location": "Games/Strategy", "time": "2020-07-01T14:52:00"}
+    assert fused_document(post) == "A game loc_games loc_strategy time_summer time_weekday time_afternoon"
+
+
+@pytest.mark.parametrize("model_class", [TfidfLogisticBaseline, OmikujiBaseline])
+def test_classical_baselines_learn_a_separable_toy_task(model_class):
+    posts = [f"apple banana fruit salad {i}" for i in range(20)] + [f"car truck road trip {i}" for i in range(20)]
+    tags = [["fruit", "food"]] * 20 + [["vehicle"]] * 20
+    if model_class is TfidfLogisticBaseline:
+        model = model_class(c_grid=(1.0, 10.0), n_jobs=1).fit(posts, tags, lambda p, r: {"precision@1": 0.0})
+    else:
+        model = model_class(n_threads=1).fit(posts, tags)
+    predictions = model.predict(["a banana and an apple", "a truck on the road"], 1)
+    assert predictions == [["food"], ["vehicle"]] or predictions == [["fruit"], ["vehicle"]]
