@@ -45,9 +45,7 @@ class BRLateFusionForTagRanking(BRForTagRanking):
         summed = torch.zeros(posts, cls.size(-1), device=cls.device, dtype=cls.dtype).index_add_(0, field_owner, cls)
         counts = torch.bincount(field_owner, minlength=posts).clamp(min=1).unsqueeze(-1).to(cls.dtype)
         logits = self.classifier(self.dropout(summed / counts))
-        loss = None
-        if labels is not None:
-            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        loss = self.ranking_loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -47,13 +47,16 @@ class BRForTagRanking(SOGPreTrainedModel):
         outputs = self.encode(input_ids, attention_mask, token_type_ids,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = self.classifier(self.dropout(outputs.last_hidden_state[:, 0]))
-        loss = None
-        if labels is not None:
-            if labels.dim() != 2:
-                raise ValueError("BRForTagRanking labels must be a (batch, num_tags) multi-hot tensor")
-            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        loss = self.ranking_loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
+
+    @staticmethod
+    def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy of every tag's sigmoid against the gold set (multi-hot labels)."""
+        if labels.dim() != 2:
+            raise ValueError("BRForTagRanking labels must be a (batch, num_tags) multi-hot tensor")
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
     def _choose_tags(self, contexts, tokenizer, num_tags, threshold):
         """One pass: the ``num_tags`` highest sigmoid scores, cut where a score falls under ``threshold``."""
