@@ -348,6 +348,12 @@ def main(argv=None) -> dict:
             save_checkpoint(accelerator)
 
     summary = finish(accelerator, model, output_dir, args, state, train_seconds, len(train_data), instances_seen)
+    # The DDP wrapper's reducer holds the process group. If it is the group's last holder, the group is torn
+    # down while the GIL is held, and a Gloo worker thread still releasing a gathered tensor waits for the GIL
+    # forever: the run hangs at exit. Dropping the wrapper first leaves the teardown to destroy_process_group,
+    # which releases the GIL.
+    del model, optimizer, train_loader, scheduler
+    accelerator.free_memory()
     accelerator.end_training()
     return summary
 

@@ -79,7 +79,7 @@ def test_two_cpu_processes_run_real_ddp(tmp_path, tiny_encoder):
     out_dir = tmp_path / "ddp"
     done = subprocess.run(launch + QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir),
                                             "--num_train_epochs", "1", "--max_eval_samples", "13"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 process(es) [DistributedType.MULTI_CPU]" in done.stdout + done.stderr
     result = summary(out_dir)
