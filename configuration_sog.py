@@ -29,6 +29,9 @@ class SOGConfig(BertConfig):
         feature_markers (`list[str]`, *optional*, defaults to `["[IMG]", "[LOC]", "[TIME]"]`):
             Markers placed before the image description, the location and the time words of a post. Each is
             one unit with its own learned embedding, so any BERT tokenizer works unchanged.
+        tag_head_transform (`bool`, *optional*, defaults to `True`):
+            Whether the tag head transforms the ``[MASK]`` state (dense, activation, LayerNorm, as BERT's
+            masked-LM head) before scoring it against the tag embeddings.
 
     Example:
 
@@ -47,6 +50,7 @@ class SOGConfig(BertConfig):
     num_tags_to_generate: int = 5
     max_input_length: int = 384
     feature_markers: list[str] | None = None
+    tag_head_transform: bool = True
 
     def __post_init__(self, **kwargs):
         if self.tag_names is None:

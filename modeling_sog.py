@@ -117,17 +117,20 @@ class SOGPreTrainedModel(PreTrainedModel):
 
     # ----- building models ---------------------------------------------------------------------------
     @classmethod
-    def from_encoder(cls, encoder_name_or_path: str | None = None, tags=(), **config_overrides):
+    def from_encoder(cls, encoder_name_or_path: str | None = None, tags=(), init_units_from_names: bool = True,
+                     **config_overrides):
         """Build a model around a pretrained BERT-family encoder (local folder or Hub id).
 
         The encoder's weights are loaded; the feature markers (and, for SOG, the tags) start from the mean
-        of the encoder's word-piece embeddings of their names, which gives them a meaning from step one.
+        of the encoder's word-piece embeddings of their names, which gives them a meaning from step one
+        (``init_units_from_names=False`` keeps their random start, for ablations).
         The tokenizer to use with the model is the encoder's: ``AutoTokenizer.from_pretrained(encoder)``.
         """
         encoder = encoder_name_or_path or default_encoder_path()
         config = encoder_config_for_sog(encoder, tags, **config_overrides)
         model = cls.from_pretrained(encoder, config=config)
-        model.init_unit_embeddings_from_names(AutoTokenizer.from_pretrained(encoder))
+        if init_units_from_names:
+            model.init_unit_embeddings_from_names(AutoTokenizer.from_pretrained(encoder))
         return model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -142,8 +145,17 @@ class SOGPreTrainedModel(PreTrainedModel):
         if isinstance(module, SOGTagHead):
             init.zeros_(module.bias)
 
+    @torch.no_grad()
     def init_from_training_tags(self, post_tag_ids):
-        """Use the training set's tag counts before training; SOG keeps its zero output bias (the paper's)."""
+        """Start the softmax over tags at the training tag frequencies: bias = log(share of tag occurrences).
+
+        The first generated tag then starts as the frequency baseline's, instead of uniform over all tags."""
+        counts = torch.zeros(self.config.num_tags, dtype=torch.float64)
+        for tags in post_tag_ids:
+            counts[list(set(tags))] += 1
+        share = (counts + 1) / (counts.sum() + self.config.num_tags)   # add-one: no tag starts at -inf
+        bias = torch.log(share) - torch.log(share).mean()
+        self.tag_head.bias.copy_(bias.to(self.tag_head.bias.dtype))
 
     def unit_embeddings_with_names(self):
         """(embedding table, names) pairs whose rows are initialised from their names."""
@@ -295,17 +307,23 @@ class SOGPreTrainedModel(PreTrainedModel):
 
 
 class SOGTagHead(nn.Module):
-    """``z = transform(h_mask) W^T + b`` where W is the tag embedding table (tags in and out share it)."""
+    """``z = transform(h_mask) W^T + b`` where W is the tag embedding table (tags in and out share it).
+
+    The transform (dense, activation, LayerNorm) is BERT's masked-LM head; ``config.tag_head_transform=False``
+    drops it: ``z = h_mask W^T + b``."""
 
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.activation = ACT2FN[config.hidden_act]
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.transform = config.tag_head_transform
+        if self.transform:
+            self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+            self.activation = ACT2FN[config.hidden_act]
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.num_tags))
 
     def forward(self, hidden: torch.Tensor, tag_embeddings: torch.Tensor) -> torch.Tensor:
-        hidden = self.LayerNorm(self.activation(self.dense(hidden)))
+        if self.transform:
+            hidden = self.LayerNorm(self.activation(self.dense(hidden)))
         return hidden @ tag_embeddings.t() + self.bias
 
 

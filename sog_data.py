@@ -36,12 +36,25 @@ def expand_post(post: int, tag_ids, scheme: str, rng: random.Random) -> list[Ins
     raise ValueError(f"unknown scheme {scheme!r}; expected '1-to-M' or '1-to-1'")
 
 
-def epoch_instances(post_tag_ids, scheme: str, one_per_post: bool, seed: int) -> list[Instance]:
-    """All instances of one epoch; ``seed`` (e.g. base seed + epoch) fixes the tag orders."""
-    if one_per_post:
+INSTANCES_PER_POST = ("all", "one", "set")
+
+
+def epoch_instances(post_tag_ids, scheme: str, per_post: str, seed: int) -> list[Instance]:
+    """The instances of one epoch; ``seed`` (e.g. base seed + epoch) fixes the tag orders and draws.
+
+    per_post: ``"all"`` every instance of the post (the paper's generators), ``"one"`` one of them drawn
+    at random (an epoch then costs what a ranking epoch costs), ``"set"`` the ranking instance: nothing
+    given, the whole gold set as target."""
+    if per_post == "set":
         return [Instance(post, (), tuple(tags)) for post, tags in enumerate(post_tag_ids)]
+    if per_post not in INSTANCES_PER_POST:
+        raise ValueError(f"unknown per_post {per_post!r}; expected one of {INSTANCES_PER_POST}")
     rng = random.Random(seed)
-    return [inst for post, tags in enumerate(post_tag_ids) for inst in expand_post(post, tags, scheme, rng)]
+    instances = []
+    for post, tags in enumerate(post_tag_ids):
+        expanded = expand_post(post, tags, scheme, rng)
+        instances.extend(expanded if per_post == "all" else [rng.choice(expanded)])
+    return instances
 
 
 class InstanceCollator:

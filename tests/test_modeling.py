@@ -214,6 +214,26 @@ def test_ranking_baseline_starts_from_the_tag_prior():
     model.init_from_training_tags([[0, 1], [0], [0, 2, 2]])
     expected = [math.log(p / (1 - p)) for p in (1 - 1e-4, 1 / 3, 1 / 3, 1e-4)]
     assert model.classifier.bias[:4].tolist() == pytest.approx(expected, rel=1e-5)
+
+def test_generators_start_their_softmax_at_the_smoothed_tag_shares():
     sog = tiny_sog()
-    sog.init_from_training_tags([[0, 1]])
-    assert torch.all(sog.tag_head.bias == 0)
+    sog.init_from_training_tags([[0, 1], [0, 0]])         # counted once per post: tag 0 twice, tag 1 once
+    # add-one over 8 tags: (2+1, 1+1, 0+1 x 6) / (3 + 8)
+    expected = [3 / 11, 2 / 11] + [1 / 11] * 6
+    assert torch.softmax(sog.tag_head.bias, -1).tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_plain_head_scores_the_mask_state_against_the_tag_embeddings(tokenizer, tmp_path):
+    model = tiny_sog(tag_head_transform=False)
+    assert not hasattr(model.tag_head, "dense")
+    post = "How do I merge two dataframes?"
+    batch = model.build_inputs(model.encode_contexts([post], tokenizer), [[2, 0]], tokenizer)
+    with torch.no_grad():
+        hidden = model.encode(**batch).last_hidden_state[0, batch["attention_mask"][0].sum() - 1]
+        expected = hidden @ model.tag_embeddings.weight.t() + model.tag_head.bias
+    assert torch.allclose(mask_logits(model, tokenizer, post, [2, 0]), expected, atol=1e-5)
+    assert torch.allclose(mask_logits(model, tokenizer, post, [0, 2]), expected, atol=1e-5)
+    model.save_pretrained(tmp_path)
+    reloaded = SOGForTagGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.tag_head_transform is False
+    assert torch.allclose(mask_logits(reloaded, tokenizer, post, [2, 0]), expected, atol=1e-5)

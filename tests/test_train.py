@@ -146,6 +146,14 @@ def test_clear_errors(tmp_path, tiny_encoder):
         train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--min_tag_freq", "100000"])
 
 
+def test_generator_only_options_are_refused_for_ranking_models(capsys):
+    for option in (["--instances_per_post", "one"], ["--tag_head", "plain"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--model", "br"] + option)
+        assert "apply to generators (sog, ar), not --model br" in capsys.readouterr().err
+    assert train.parse_args(["--model", "ar", "--instances_per_post", "one"]).instances_per_post == "one"
+
+
 def test_local_corpus_folders_are_read_afresh(tmp_path):
     """Two folders whose files have the same names must not share datasets' cache."""
     from data_builders.__main__ import write_folder

@@ -27,20 +27,34 @@ def test_one_to_one_targets_the_next_tag_of_the_shuffled_order():
 
 def test_orders_change_between_epochs_and_repeat_for_a_seed():
     posts = [list(range(6))] * 20
-    first = epoch_instances(posts, "1-to-M", False, seed=1)
-    assert first == epoch_instances(posts, "1-to-M", False, seed=1)
-    assert first != epoch_instances(posts, "1-to-M", False, seed=2)
+    first = epoch_instances(posts, "1-to-M", "all", seed=1)
+    assert first == epoch_instances(posts, "1-to-M", "all", seed=1)
+    assert first != epoch_instances(posts, "1-to-M", "all", seed=2)
     assert len(first) == 120
-    ranking = epoch_instances(posts, "1-to-M", True, seed=1)
+    ranking = epoch_instances(posts, "1-to-M", "set", seed=1)
     assert len(ranking) == 20 and ranking[0].target == tuple(range(6))
     with pytest.raises(ValueError, match="scheme"):
-        epoch_instances(posts, "2-to-2", False, seed=1)
+        epoch_instances(posts, "2-to-2", "all", seed=1)
+    with pytest.raises(ValueError, match="per_post"):
+        epoch_instances(posts, "1-to-M", "some", seed=1)
+
+
+def test_one_instance_per_post_is_drawn_from_all_instances_and_redrawn_each_epoch():
+    posts = [list(range(6))] * 200
+    draws = [epoch_instances(posts, "1-to-M", "one", seed=epoch) for epoch in range(2)]
+    assert all(len(epoch) == 200 for epoch in draws)
+    assert [inst.post for inst in draws[0]] == list(range(200))
+    for inst in draws[0]:
+        assert sorted(inst.given + inst.target) == list(range(6)) and inst.target
+    given_counts = {len(inst.given) for inst in draws[0]}
+    assert given_counts == set(range(6))       # every prefix length occurs, not always the empty one
+    assert draws[0] != draws[1]
 
 
 def test_collator_builds_inputs_and_uniform_targets(tokenizer):
     model = SOGForTagGeneration(tiny_config())
     contexts = model.encode_contexts(["pandas question", "css question"], tokenizer)
-    instances = epoch_instances([[0, 1], [3]], "1-to-M", False, seed=0)
+    instances = epoch_instances([[0, 1], [3]], "1-to-M", "all", seed=0)
     batch = InstanceCollator(model, tokenizer, contexts)(instances)
     assert batch["labels"].shape == (3, 8)
     assert batch["labels"].sum(-1).tolist() == [2.0, 1.0, 1.0]
@@ -64,7 +78,7 @@ def test_a_few_steps_teach_a_toy_task(tokenizer, model_class, scheme):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for epoch in range(40):
-        batch = collate(epoch_instances(gold, scheme, model.ranks_in_one_pass, seed=epoch))
+        batch = collate(epoch_instances(gold, scheme, "set" if model.ranks_in_one_pass else "all", seed=epoch))
         loss = model(**batch).loss
         loss.backward()
         optimizer.step()
