@@ -32,6 +32,9 @@ class SOGConfig(BertConfig):
         tag_head_transform (`bool`, *optional*, defaults to `True`):
             Whether the tag head transforms the ``[MASK]`` state (dense, activation, LayerNorm, as BERT's
             masked-LM head) before scoring it against the tag embeddings.
+        weight_loss_by_target_count (`bool`, *optional*, defaults to `False`):
+            Training only: weight each 1-to-M instance's KL loss by its number of target tags. The paper's
+            unweighted loss ranks a post's first tag for R@1; the weighted one ranks it for P@1.
 
     Example:
 
@@ -51,6 +54,7 @@ class SOGConfig(BertConfig):
     max_input_length: int = 384
     feature_markers: list[str] | None = None
     tag_head_transform: bool = True
+    weight_loss_by_target_count: bool = False
 
     def __post_init__(self, **kwargs):
         if self.tag_names is None:

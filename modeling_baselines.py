@@ -92,7 +92,7 @@ class ARForTagGeneration(SOGPreTrainedModel):
                               memory_key_padding_mask=attention_mask == 0)
         last = hidden[torch.arange(hidden.size(0), device=hidden.device), decoder_lengths - 1]
         logits = self.tag_head(last, self.tag_embeddings.weight[:self.config.num_tags])
-        loss = kl_to_target_loss(logits, labels) if labels is not None else None
+        loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -70,11 +70,15 @@ def name_as_words(tag: str) -> str:
     return words or tag
 
 
-def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_target_count: bool = False) -> torch.Tensor:
     """KL(target || softmax(logits)), averaged over instances.
 
     ``labels`` is either a tag id per instance (1-to-1) or a non-negative weight per tag (1-to-M: 1 for
     every gold tag not yet given), normalised here into the target distribution.
+
+    ``weight_by_target_count`` weights each instance by its label mass (the number of target tags), relative
+    to the batch mean. Unweighted, the first step (nothing given) learns to rank a tag by E[1(tag in gold) /
+    |gold|], the ranking that maximises R@1; weighted, by P(tag in gold), the one that maximises P@1.
     """
     if labels.dim() == 1:
         target = F.one_hot(labels.long(), logits.size(-1)).float()
@@ -84,7 +88,11 @@ def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     if bool((totals <= 0).any()):
         raise ValueError("every training instance needs at least one target tag (a row of labels sums to 0)")
     log_probs = F.log_softmax(logits.float(), dim=-1)
-    return F.kl_div(log_probs, target / totals, reduction="batchmean")
+    if not weight_by_target_count:
+        return F.kl_div(log_probs, target / totals, reduction="batchmean")
+    per_instance = F.kl_div(log_probs, target / totals, reduction="none").sum(-1)
+    weights = totals.squeeze(-1) / totals.mean()
+    return (per_instance * weights).mean()
 
 
 class SOGPreTrainedModel(PreTrainedModel):
@@ -362,7 +370,7 @@ class SOGForTagGeneration(SOGPreTrainedModel):
         mask_index = attention_mask.sum(-1) - 1
         hidden = outputs.last_hidden_state[torch.arange(input_ids.size(0), device=input_ids.device), mask_index]
         logits = self.tag_head(hidden, self.tag_embeddings.weight)
-        loss = kl_to_target_loss(logits, labels) if labels is not None else None
+        loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paper_table import CPU_BUDGET, METRICS, REPO, prepare_corpus, run_neural  # noqa: E402
+from paper_table import CPU_BUDGET, METRICS, REPO, merged_rows, prepare_corpus, run_neural  # noqa: E402
 
 VARIANTS = {  # row name -> train.py arguments on top of the shared budget
     "SOG, zero bias (paper table)": ["--model", "sog", "--output_bias", "zero"],
@@ -32,6 +32,7 @@ VARIANTS = {  # row name -> train.py arguments on top of the shared budget
     "SOG, prior bias, lr 3e-4": ["--model", "sog", "--learning_rate", "3e-4"],
     "SOG, prior bias, random tag init": ["--model", "sog", "--unit_init", "random"],
     "SOG, prior bias, plain head": ["--model", "sog", "--tag_head", "plain"],
+    "SOG, prior bias, loss weighted by target count": ["--model", "sog", "--loss_weighting", "target_count"],
     "SOG, prior bias, 2 epochs": ["--model", "sog", "--num_train_epochs", "2"],
 }
 
@@ -48,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--output_dir", default="outputs/sog_ablation")
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "sog_ablation"),
                    help="path stem of the .json and .md written")
+    p.add_argument("--update", action="store_true",
+                   help="keep the other rows of the existing results (same settings required)")
     return p.parse_args(argv)
 
 
@@ -74,12 +77,13 @@ def main(argv=None):
     _, corpus_dir, settings = prepare_corpus(args)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    new_rows = []
     for name in args.variants:
         start = time.perf_counter()
-        rows.append({**run_neural(name, VARIANTS[name], args, corpus_dir), "arguments": VARIANTS[name]})
-        print(f"== {name}: P@1 {rows[-1]['P@1']:.2f} R@5 {rows[-1]['R@5']:.2f} ({time.perf_counter() - start:.0f} s)",
-              flush=True)
+        new_rows.append({**run_neural(name, VARIANTS[name], args, corpus_dir), "arguments": VARIANTS[name]})
+        print(f"== {name}: P@1 {new_rows[-1]['P@1']:.2f} R@5 {new_rows[-1]['R@5']:.2f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        rows = merged_rows(results.with_suffix(".json"), settings, new_rows) if args.update else new_rows
         results.with_suffix(".json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
         results.with_suffix(".md").write_text(markdown(rows, settings))
     print("\n" + markdown(rows, settings))

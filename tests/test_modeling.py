@@ -237,3 +237,30 @@ def test_plain_head_scores_the_mask_state_against_the_tag_embeddings(tokenizer, 
     reloaded = SOGForTagGeneration.from_pretrained(tmp_path).eval()
     assert reloaded.config.tag_head_transform is False
     assert torch.allclose(mask_logits(reloaded, tokenizer, post, [2, 0]), expected, atol=1e-5)
+
+
+def test_loss_weighted_by_target_count_weighs_each_instance_by_its_number_of_targets():
+    logits = torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, -0.5]])
+    labels = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])        # 3 targets, then 1: mean 2
+    each = [kl_to_target_loss(logits[i:i + 1], labels[i:i + 1]).item() for i in range(2)]
+    weighted = kl_to_target_loss(logits, labels, weight_by_target_count=True).item()
+    assert weighted == pytest.approx((each[0] * 3 / 2 + each[1] * 1 / 2) / 2, rel=1e-6)
+    assert kl_to_target_loss(logits, labels).item() == pytest.approx(sum(each) / 2, rel=1e-6)
+
+
+def test_the_weighted_loss_ranks_the_first_tag_by_how_often_it_is_gold():
+    """Tag 0 is in 2 of 3 gold sets (each of 3 tags), tag 3 alone in 1: the paper's loss is minimised by
+    ranking tag 3 first (its 1/|gold| share is larger), the weighted loss by ranking tag 0 first."""
+    gold = torch.zeros(3, 4)
+    gold[0, [0, 1, 2]] = 1
+    gold[1, [0, 1, 2]] = 1
+    gold[2, 3] = 1
+    for weighted, best in ((False, 3), (True, 0)):
+        logits = torch.zeros(1, 4, requires_grad=True)
+        optimizer = torch.optim.Adam([logits], lr=0.1)
+        for _ in range(300):
+            loss = kl_to_target_loss(logits.expand(3, 4), gold, weight_by_target_count=weighted)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        assert logits.argmax().item() == best

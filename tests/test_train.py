@@ -147,7 +147,7 @@ def test_clear_errors(tmp_path, tiny_encoder):
 
 
 def test_generator_only_options_are_refused_for_ranking_models(capsys):
-    for option in (["--instances_per_post", "one"], ["--tag_head", "plain"]):
+    for option in (["--instances_per_post", "one"], ["--tag_head", "plain"], ["--loss_weighting", "target_count"]):
         with pytest.raises(SystemExit):
             train.parse_args(["--model", "br"] + option)
         assert "apply to generators (sog, ar), not --model br" in capsys.readouterr().err
