@@ -6,35 +6,58 @@ Ships to the Hub next to ``modeling_sog.py``: imports only transformers and the 
 from transformers import BertConfig
 
 SCHEMES = ("1-to-M", "1-to-1")
+ATTENTION_LAYOUTS = ("paper", "one-pass")
+RANKING_LOSSES = ("sigmoid", "softmax")
 DEFAULT_FEATURE_MARKERS = ["[IMG]", "[LOC]", "[TIME]"]
 
 
 class SOGConfig(BertConfig):
     r"""
-    Configuration of [`SOGForTagGeneration`] and of the ranking baseline [`BRForTagRanking`].
+    Configuration of [`SOGForTagGeneration`] and of the baselines that share its input (BR-EF, BR-LF, AR).
 
     It holds every field of the BERT-family encoder it wraps (``vocab_size``, ``hidden_size``, ...) plus:
 
     Args:
         tag_names (`list[str]`):
-            The ordered tag vocabulary. Tag ``i`` is ``tag_names[i]``; ``tag2id``/``id2tag`` derive from it.
+            The ordered tag vocabulary. Tag ``i`` is ``tag_names[i]``; ``id2label``/``label2id`` (and
+            ``id2tag``/``tag2id``) are derived from it, so ``num_labels`` is the number of tags.
         scheme (`str`, *optional*, defaults to `"1-to-M"`):
             How training instances are built: ``"1-to-M"`` (target = uniform over every gold tag not yet
             given) or ``"1-to-1"`` (target = the next gold tag). Recorded so a saved model says how it learned.
+        attention_layout (`str`, *optional*, defaults to `"paper"`):
+            Who attends to whom inside the encoder. ``"paper"``: every unit sees every unit (context, tags
+            given, ``[MASK]``), as in the paper. ``"one-pass"``: context units see the context only, a given
+            tag sees the context and itself, a ``[MASK]`` sees the context, the tags given to it and itself.
+            The context is then independent of the tags, which lets training pack all instances of a post
+            into one row and generation encode the context once.
         num_tags_to_generate (`int`, *optional*, defaults to 5):
             How many tags ``generate_tags`` returns when the caller does not say.
         max_input_length (`int`, *optional*, defaults to 384):
-            Longest input in units (word pieces, markers, tags). The context is truncated to fit; the tags
-            given and ``[MASK]`` never are.
+            Longest input in units. ``"paper"`` layout: context, tags given and ``[MASK]`` together (the context
+            is truncated to fit; the tags and ``[MASK]`` never are). ``"one-pass"`` layout: the context plus
+            the one position the tags and ``[MASK]``s share (the context is truncated to
+            ``max_input_length - 3`` units whatever the number of tags).
         feature_markers (`list[str]`, *optional*, defaults to `["[IMG]", "[LOC]", "[TIME]"]`):
             Markers placed before the image description, the location and the time words of a post. Each is
             one unit with its own learned embedding, so any BERT tokenizer works unchanged.
+        mask_token_id (`int`, *optional*):
+            The tokenizer's ``[MASK]`` id, recorded by ``from_encoder``; ``forward`` checks that the units it
+            reads the tags from are ``[MASK]``.
         tag_head_transform (`bool`, *optional*, defaults to `True`):
             Whether the tag head transforms the ``[MASK]`` state (dense, activation, LayerNorm, as BERT's
             masked-LM head) before scoring it against the tag embeddings.
         weight_loss_by_target_count (`bool`, *optional*, defaults to `False`):
             Training only: weight each 1-to-M instance's KL loss by its number of target tags. The paper's
             unweighted loss ranks a post's first tag for R@1; the weighted one ranks it for P@1.
+        ranking_loss (`str`, *optional*, defaults to `"sigmoid"`):
+            Ranking models (BR) only: ``"sigmoid"`` (independent binary cross-entropy per tag) or
+            ``"softmax"`` (the paper's BR: cross-entropy of a softmax over tags against the uniform
+            distribution over the gold set).
+        score_calibration (`dict`, *optional*):
+            How ``generate_tags`` turns a tag's step probability into its ``score``, the estimated probability
+            that the tag belongs to the post's set: ``sigmoid(slope * logit(p) + step_slope * log(step) +
+            intercept)`` with ``step`` counted from 1. Fitted by ``train.py`` on the validation split. ``None``
+            (a model never calibrated) makes ``score`` the step probability itself.
 
     Example:
 
@@ -42,7 +65,7 @@ class SOGConfig(BertConfig):
     >>> from configuration_sog import SOGConfig
     >>> config = SOGConfig(tag_names=["python", "pandas"], hidden_size=32, num_hidden_layers=1,
     ...                    num_attention_heads=2, intermediate_size=64)
-    >>> config.tag2id["pandas"], config.num_tags
+    >>> config.label2id["pandas"], config.num_labels
     (1, 2)
     ```"""
 
@@ -50,11 +73,15 @@ class SOGConfig(BertConfig):
 
     tag_names: list[str] | None = None
     scheme: str = "1-to-M"
+    attention_layout: str = "paper"
     num_tags_to_generate: int = 5
     max_input_length: int = 384
     feature_markers: list[str] | None = None
+    mask_token_id: int | None = None
     tag_head_transform: bool = True
     weight_loss_by_target_count: bool = False
+    ranking_loss: str = "sigmoid"
+    score_calibration: dict | None = None
 
     def __post_init__(self, **kwargs):
         if self.tag_names is None:
@@ -63,10 +90,16 @@ class SOGConfig(BertConfig):
             self.feature_markers = list(DEFAULT_FEATURE_MARKERS)
         super().__post_init__(**kwargs)
         self._check_fields()
+        # The labels are the tags: pipelines, model cards and users read id2label, not tag_names.
+        if self.tag_names:
+            self.id2label = dict(enumerate(self.tag_names))
+            self.label2id = {tag: i for i, tag in enumerate(self.tag_names)}
 
     def _check_fields(self):
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"SOGConfig.scheme must be one of {SCHEMES}, got {self.scheme!r}")
+        for field, allowed in (("scheme", SCHEMES), ("attention_layout", ATTENTION_LAYOUTS),
+                               ("ranking_loss", RANKING_LOSSES)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"SOGConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
         if not all(isinstance(tag, str) and tag for tag in self.tag_names):
             raise ValueError("SOGConfig.tag_names must be non-empty strings")
         if len(set(self.tag_names)) != len(self.tag_names):
@@ -83,8 +116,12 @@ class SOGConfig(BertConfig):
             )
         if self.num_tags_to_generate < 1:
             raise ValueError(f"SOGConfig.num_tags_to_generate must be >= 1, got {self.num_tags_to_generate}")
-        if self.max_input_length < 3:
-            raise ValueError(f"SOGConfig.max_input_length must be >= 3, got {self.max_input_length}")
+        if self.max_input_length < 4:
+            raise ValueError(f"SOGConfig.max_input_length must be >= 4, got {self.max_input_length}")
+        calibration = self.score_calibration
+        if calibration is not None and not {"slope", "step_slope", "intercept"} <= set(calibration):
+            raise ValueError("SOGConfig.score_calibration needs 'slope', 'step_slope' and 'intercept', got "
+                             f"{sorted(calibration)}")
 
     @property
     def num_tags(self) -> int:

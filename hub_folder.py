@@ -1,5 +1,6 @@
 """Turn a trained model into a Hub-ready folder (weights, code, tokenizer, handler, model card) and push it."""
 
+import fnmatch
 import json
 import os
 import re
@@ -13,8 +14,10 @@ from modeling_sog import default_encoder_path
 REPO = Path(__file__).resolve().parent
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
-# Written next to the model by train.py but not part of the model repo.
-NOT_UPLOADED = ["checkpoints/*", "checkpoints/**", "runs/*", "runs/**"]
+# Written next to the model by train.py but not part of the model repo: checkpoints and logs, and the run's own
+# records (predictions on the corpus's posts, the training summary), which are data about the run, not the model.
+RUN_RECORDS = ("eval_predictions.jsonl", "validation_predictions.jsonl", "train_summary.json")
+NOT_UPLOADED = ["checkpoints/*", "checkpoints/**", "runs/*", "runs/**", *RUN_RECORDS]
 WIDGET_TEXT_CHARS = 400
 
 
@@ -33,32 +36,43 @@ def widget_examples(model, tokenizer, posts) -> list[dict]:
             continue
         [tags] = model.generate_tags([text], tokenizer)
         examples.append({"text": text, "example_title": f"Example {i + 1}",
-                         "output": [{"label": t, "score": round(p, 4)} for t, p in tags]})
+                         "output": [{"label": tag["label"], "score": round(tag["score"], 4)} for tag in tags]})
     return examples
 
 
 def model_card(model, tokenizer, scores: dict, args, example_posts, name: str) -> str:
+    """``scores``: ``{"validation": {...}, "test": {...}}`` in %, the chosen epoch's validation scores and the
+    test scores of that model (``model-index`` reports test)."""
     config = model.config
+    test = scores["test"]
     dataset = getattr(args, "dataset", None) or "debtags (bundled sample)"
     dataset_type = dataset if HUB_ID.fullmatch(dataset) else re.sub(r"[^\w.-]+", "-", Path(dataset).name).strip("-")
     results = [EvalResult(task_type="text-classification", task_name="Tag recommendation", dataset_type=dataset_type,
                           dataset_name=dataset, dataset_split="test", metric_type=metric, metric_name=label,
-                          metric_value=round(scores[metric], 2))
+                          metric_value=round(test[metric], 2))
                for k in (1, 3, 5) for metric, label in ((f"precision@{k}", f"P@{k}"), (f"recall@{k}", f"R@{k}"))]
     where = getattr(args, "hub_model_id", None) or "path/to/this/folder"
     kind = {"SOGForTagGeneration": "SOG", "BRForTagRanking": "BR-EF (ranking baseline)"}.get(
         type(model).__name__, type(model).__name__)
     data = ModelCardData(
-        library_name="transformers", pipeline_tag="text-classification", license="apache-2.0",
-        tags=["custom_code", "tag-recommendation", "set-generation", "sog"],
+        # No pipeline_tag: the Hub's tasks have none for "generate a set of labels", and the closest one
+        # (text-classification) would send users to a pipeline that cannot load this model.
+        library_name="transformers", license="apache-2.0",
+        tags=["custom_code", "tag-generation", "tag-recommendation", "set-generation", "sog"],
         base_model=base_model_id(getattr(args, "model_name_or_path", None)),
         datasets=[dataset] if HUB_ID.fullmatch(dataset) and not os.path.exists(dataset) else None,
         metrics=["precision@k", "recall@k"], model_name=name, eval_results=results,
         widget=widget_examples(model, tokenizer, example_posts))
-    table = "\n".join(["| K | P@K | R@K |", "|---|---:|---:|"] + [
-        f"| {k} | {scores[f'precision@{k}']:.2f} | {scores[f'recall@{k}']:.2f} |" for k in (1, 3, 5)])
-    settings = {k: getattr(args, k, None) for k in ("scheme", "max_length", "learning_rate", "num_train_epochs",
+    table = "\n".join(["| K | validation P@K | validation R@K | test P@K | test R@K |", "|---|---:|---:|---:|---:|"] + [
+        f"| {k} | " + " | ".join(f"{scores[split][f'{m}@{k}']:.2f}" for split in ("validation", "test")
+                                 for m in ("precision", "recall")) + " |" for k in (1, 3, 5)])
+    settings = {k: getattr(args, k, None) for k in ("scheme", "attention_layout", "max_length", "learning_rate",
+                                                    "num_train_epochs", "max_train_minutes",
                                                     "per_device_train_batch_size", "max_train_samples", "seed")}
+    calibration = config.score_calibration
+    scores_mean = ("`score` is the estimated probability that the tag belongs to the post's tag set, calibrated on "
+                   f"the validation split ({calibration['tags']} generated tags)" if calibration else
+                   "`score` is the model's step probability (no validation split was available to calibrate it)")
     return f"""---
 {data.to_yaml()}
 ---
@@ -74,7 +88,9 @@ post's fields as text: `[IMG]` image description, `[LOC]` location, `[TIME]` tim
   {config.max_input_length} units; {config.num_tags_to_generate} tags by default.
 - Trained on: {dataset}. Settings: `{json.dumps(settings)}`.
 
-## Evaluation (test split, in %)
+## Evaluation (in %)
+
+The epoch was chosen on the validation split; the test split was scored once, on that model.
 
 {table}
 
@@ -83,10 +99,15 @@ post's fields as text: `[IMG]` image description, `[LOC]` location, `[TIME]` tim
 ```python
 from transformers import pipeline
 
-tagger = pipeline(model="{where}", trust_remote_code=True)   # pin revision=<commit> for remote code
+tagger = pipeline("tag-generation", model="{where}", trust_remote_code=True)   # pin revision=<commit>
 tagger("How do I merge two dataframes?", num_tags=5)
 tagger({{"text": "Sunset walk", "image": "a beach at dusk", "location": "Nice", "time": "2021-07-01T20:10:00"}})
+# [{{'label': ..., 'score': ..., 'step_probability': ...}}, ...] in generation order
 ```
+
+{scores_mean}; `step_probability` is the model's probability for the tag at the step it was chosen.
+`threshold=0.5` ends a post's tags before the first whose `score` is under 0.5; `num_tags` (or `top_k`)
+caps them.
 
 or with the model itself:
 
@@ -94,8 +115,8 @@ or with the model itself:
 from transformers import AutoModel, AutoTokenizer
 
 model = AutoModel.from_pretrained("{where}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{where}", trust_remote_code=True)
-model.generate_tags(["How do I merge two dataframes?"], tokenizer, num_tags=5, threshold=0.01)
+tokenizer = AutoTokenizer.from_pretrained("{where}")
+model.generate_tags(["How do I merge two dataframes?"], tokenizer, num_tags=5, threshold=0.3)
 ```
 
 An Inference Endpoint runs `handler.py`: send `{{"inputs": "...", "parameters": {{"num_tags": 5}}}}`.
@@ -116,9 +137,10 @@ def write_hub_folder(model, tokenizer, folder, scores: dict, args=None, example_
 
 
 def uploadable_files(folder) -> list[Path]:
+    """What ``push_hub_folder`` uploads: the folder minus NOT_UPLOADED (the same patterns the upload is given)."""
     folder = Path(folder)
-    return sorted(p.relative_to(folder) for p in folder.rglob("*")
-                  if p.is_file() and p.relative_to(folder).parts[0] not in ("checkpoints", "runs"))
+    return sorted(relative for relative in (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+                  if not any(fnmatch.fnmatch(relative.as_posix(), pattern) for pattern in NOT_UPLOADED))
 
 
 def push_hub_folder(folder, repo_id: str | None, dry_run: bool = False):

@@ -1,11 +1,12 @@
 """The paper's other neural baselines, for benchmarks/paper_table.py: BR-LF and AR (1-to-1 / 1-to-M).
 
 - ``BRLateFusionForTagRanking`` (BR-LF): each context field is encoded on its own
-  (``[CLS] [LOC] location [SEP]``, ...), the ``[CLS]`` vectors are averaged, and a sigmoid per tag is
-  read from the average: the late-fusion counterpart of BR-EF.
+  (``[CLS] [LOC] location [SEP]``, ...), the ``[CLS]`` vectors are averaged, and the tag scores are read
+  from the average: the late-fusion counterpart of BR-EF (same ``ranking_loss`` choice).
 - ``ARForTagGeneration`` (AR): the encoder reads the context once; a one-layer Transformer decoder
   reads ``[BOS] tag_1 ... tag_{i-1}`` with positions (so the order matters), attends to the encoder
-  and predicts tag *i*; greedy decoding, no repeats. Trained on the same instances as SOG.
+  and predicts tag *i*; greedy decoding, no repeats. Trained on the same instances as SOG, all instances
+  of a post in one teacher-forced decoder pass; generation encodes the context once.
 
 Both save and load like SOG (``auto_map`` points here).
 """
@@ -51,6 +52,7 @@ class BRLateFusionForTagRanking(BRForTagRanking):
 
 class ARForTagGeneration(SOGPreTrainedModel):
     reads_tags = False  # the encoder reads the context only; the tags go to the decoder
+    packs_instances = True  # the causal decoder makes every prefix of one tag order an instance of its own
 
     def __init__(self, config):
         super().__init__(config)
@@ -66,34 +68,70 @@ class ARForTagGeneration(SOGPreTrainedModel):
     def unit_embeddings_with_names(self):
         return super().unit_embeddings_with_names() + [(self.tag_embeddings, self.config.tag_names)]
 
+    def _decoder_inputs(self, tag_sequences, read_at) -> dict:
+        """``[BOS] tags`` per row, and the decoder positions whose outputs are read (-1 pads)."""
+        longest = max(len(tags) for tags in tag_sequences) + 1
+        decoder_ids = torch.full((len(tag_sequences), longest), self.config.num_tags, dtype=torch.long)
+        predict = torch.full((len(tag_sequences), max(len(r) for r in read_at)), -1, dtype=torch.long)
+        for i, (tags, positions) in enumerate(zip(tag_sequences, read_at)):
+            decoder_ids[i, 1:1 + len(tags)] = torch.tensor(list(tags), dtype=torch.long)
+            predict[i, :len(positions)] = torch.tensor(list(positions), dtype=torch.long)
+        return {"decoder_tag_ids": decoder_ids,
+                "decoder_lengths": torch.tensor([len(tags) + 1 for tags in tag_sequences]),
+                "decoder_predict": predict}
+
     def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
         batch = super().build_inputs(contexts, given_tags, tokenizer)
-        longest = max(len(tags) for tags in given_tags) + 1
-        decoder_ids = torch.full((len(given_tags), longest), self.config.num_tags, dtype=torch.long)
-        for i, tags in enumerate(given_tags):
-            decoder_ids[i, 1:1 + len(tags)] = torch.tensor(list(tags), dtype=torch.long)
-        batch["decoder_tag_ids"] = decoder_ids
-        batch["decoder_lengths"] = torch.tensor([len(tags) + 1 for tags in given_tags])
-        return batch
+        return {**batch, **self._decoder_inputs([list(tags) for tags in given_tags],
+                                                [[len(tags)] for tags in given_tags])}
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, decoder_tag_ids=None,
-                decoder_lengths=None, labels=None, **kwargs):
-        if decoder_tag_ids is None or decoder_lengths is None:
-            raise ValueError("ARForTagGeneration needs decoder_tag_ids and decoder_lengths; use build_inputs")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        memory = self.encode(input_ids, attention_mask, token_type_ids).last_hidden_state
+    def build_packed_inputs(self, contexts, tag_orders, given_counts, tokenizer) -> dict:
+        """One teacher-forced row per post: the decoder reads ``[BOS] g_1 .. g_k`` once and predicts after
+        each prefix named in ``given_counts``."""
+        batch = super().build_inputs(contexts, [()] * len(contexts), tokenizer)
+        sequences = [list(order[:max(counts)]) for order, counts in zip(tag_orders, given_counts, strict=True)]
+        return {**batch, **self._decoder_inputs(sequences, given_counts)}
+
+    def decode(self, memory, memory_padding, decoder_tag_ids, decoder_lengths):
         steps = decoder_tag_ids.size(1)
         positions = torch.arange(steps, device=decoder_tag_ids.device)
         target = self.tag_embeddings(decoder_tag_ids) + self.tag_positions(positions)
         causal = torch.triu(torch.ones(steps, steps, dtype=torch.bool, device=target.device), diagonal=1)
         padding = positions.unsqueeze(0) >= decoder_lengths.unsqueeze(1)
-        hidden = self.decoder(target, memory, tgt_mask=causal, tgt_key_padding_mask=padding,
-                              memory_key_padding_mask=attention_mask == 0)
-        last = hidden[torch.arange(hidden.size(0), device=hidden.device), decoder_lengths - 1]
-        logits = self.tag_head(last, self.tag_embeddings.weight[:self.config.num_tags])
+        return self.decoder(target, memory, tgt_mask=causal, tgt_key_padding_mask=padding,
+                            memory_key_padding_mask=memory_padding)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, decoder_tag_ids=None,
+                decoder_lengths=None, decoder_predict=None, labels=None, **kwargs):
+        r"""Logits ``(predictions, num_tags)``: one row per entry of ``decoder_predict`` that is >= 0, in row order."""
+        if decoder_tag_ids is None or decoder_lengths is None or decoder_predict is None:
+            raise ValueError("ARForTagGeneration needs decoder_tag_ids, decoder_lengths and decoder_predict; use "
+                             "build_inputs")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        memory = self.encode(input_ids, attention_mask, token_type_ids).last_hidden_state
+        hidden = self.decode(memory, attention_mask == 0, decoder_tag_ids, decoder_lengths)
+        read = decoder_predict >= 0
+        rows = torch.arange(hidden.size(0), device=hidden.device).unsqueeze(1).expand_as(decoder_predict)
+        logits = self.tag_head(hidden[rows[read], decoder_predict[read]], self.tag_embeddings.weight[:self.config.num_tags])
         loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _cached_step_logits(self, contexts, tokenizer):
+        """The encoder reads only the context: encode it once, then each step runs the decoder alone."""
+        batch = {k: v.to(self.device) for k, v in super().build_inputs(contexts, [()] * len(contexts),
+                                                                         tokenizer).items()}
+        memory = self.encode(**batch).last_hidden_state
+        padding = batch["attention_mask"] == 0
+
+        def step_logits(active, chosen):
+            rows = torch.tensor(active, device=self.device)
+            decoder = {k: v.to(self.device) for k, v in self._decoder_inputs(chosen, [[len(c)] for c in chosen]).items()}
+            hidden = self.decode(memory[rows], padding[rows], decoder["decoder_tag_ids"], decoder["decoder_lengths"])
+            last = hidden[torch.arange(len(active), device=self.device), decoder["decoder_lengths"] - 1]
+            return self.tag_head(last, self.tag_embeddings.weight[:self.config.num_tags])
+
+        return step_logits
 
 
 BRLateFusionForTagRanking.register_for_auto_class("AutoModel")

@@ -11,14 +11,19 @@ Every tag is one unit with its own embedding. Tags and ``[MASK]`` all sit at the
 after ``[SEP]``), so nothing tells them apart but their embeddings: the ``[MASK]`` logits are the same
 for any order of the tags given. Unit ids: word pieces ``[0, vocab_size)``, then the feature markers,
 then the tags.
+
+Who attends to whom is the *attention layout* (``config.attention_layout``), each kept in its own class
+below: the paper's (everyone sees everyone) and the one-pass layout (the context never sees the tags),
+which packs a post's N training instances into one row and lets generation encode the context once.
 """
 
+import math
 import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, BertModel, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, BertModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -26,16 +31,18 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 try:
     from .configuration_sog import SOGConfig
     from .pipeline_sog import TagGenerationPipeline  # imported so the pipeline file travels with the model
-    from .processing_sog import post_fields
+    from .processing_sog import POST_DESCRIPTION, generation_options, is_empty_post, post_fields
 except ImportError:  # imported as a top-level module (development checkout)
     from configuration_sog import SOGConfig
     from pipeline_sog import TagGenerationPipeline
-    from processing_sog import post_fields
+    from processing_sog import POST_DESCRIPTION, generation_options, is_empty_post, post_fields
 
 SUPPORTED_ENCODER_TYPES = ("bert",)
 # Config fields of the encoder's checkpoint that must not be copied into a SOGConfig.
 _ENCODER_FIELDS_TO_DROP = ("architectures", "model_type", "transformers_version", "dtype", "torch_dtype",
                            "auto_map", "_name_or_path", "id2label", "label2id")
+# What each unit of an input row is; derived from input_ids, token_type_ids and attention_mask.
+UNIT_PAD, UNIT_CONTEXT, UNIT_TAG, UNIT_MASK = 0, 1, 2, 3
 
 
 def default_encoder_path() -> str:
@@ -84,6 +91,9 @@ def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_targ
         target = F.one_hot(labels.long(), logits.size(-1)).float()
     else:
         target = labels.float()
+    if target.shape != logits.shape:
+        raise ValueError(f"labels of shape {tuple(target.shape)} do not match the logits {tuple(logits.shape)}: "
+                         "one row of labels per [MASK] (per instance)")
     totals = target.sum(-1, keepdim=True)
     if bool((totals <= 0).any()):
         raise ValueError("every training instance needs at least one target tag (a row of labels sums to 0)")
@@ -95,8 +105,95 @@ def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_targ
     return (per_instance * weights).mean()
 
 
+def calibrated_scores(step_probabilities: torch.Tensor, step: int, calibration: dict | None) -> torch.Tensor:
+    """The ``score`` of tags chosen at ``step`` (from 1): the estimated probability that each is in the set.
+
+    ``calibration`` (``config.score_calibration``) maps the step probability and the step to that estimate,
+    ``sigmoid(slope * logit(p) + step_slope * log(step) + intercept)``; without one the score is ``p``."""
+    if calibration is None:
+        return step_probabilities
+    p = step_probabilities.double().clamp(1e-12, 1 - 1e-12)
+    z = calibration["slope"] * torch.logit(p) + calibration["step_slope"] * math.log(step) + calibration["intercept"]
+    return torch.sigmoid(z).to(step_probabilities.dtype)
+
+
+# ----- attention layouts ---------------------------------------------------------------------------------
+def unit_kinds(input_ids, token_type_ids, attention_mask, tag_offset: int) -> torch.Tensor:
+    """UNIT_CONTEXT for ``[CLS] context [SEP]``, UNIT_TAG / UNIT_MASK for segment-1 units, UNIT_PAD for padding."""
+    tail = token_type_ids == 1
+    kinds = torch.full_like(input_ids, UNIT_CONTEXT)
+    kinds = torch.where(tail & (input_ids >= tag_offset), UNIT_TAG, kinds)
+    kinds = torch.where(tail & (input_ids < tag_offset), UNIT_MASK, kinds)
+    return torch.where(attention_mask == 0, UNIT_PAD, kinds)
+
+
+def additive_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[batch, query, key]`` booleans -> the ``[batch, 1, query, key]`` float mask BERT's attention adds.
+
+    Float, not boolean: transformers' eager attention misreads a boolean 4-D mask (hf-conventions 1.6)."""
+    blocked = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+    return blocked.masked_fill(~visible, torch.finfo(dtype).min).unsqueeze(1)
+
+
+class PaperLayout:
+    """The paper's layout: every unit (context, tags given, ``[MASK]``) sees every other, padding aside.
+
+    One ``[MASK]`` per row, at the end; context states depend on the tags, so nothing can be cached and the
+    context is truncated to leave room for the tags and ``[MASK]``."""
+
+    name = "paper"
+    packs_instances = False
+
+    @staticmethod
+    def context_budget(max_input_length: int, tail_length: int) -> int:
+        return max(0, max_input_length - 2 - tail_length)
+
+    @staticmethod
+    def encoder_attention_mask(kinds, unit_steps, dtype):
+        return (kinds != UNIT_PAD).long()  # 2-D: BERT builds its usual padding mask
+
+
+class OnePassLayout:
+    """Context units see the context only; a given tag sees the context and itself; a ``[MASK]`` sees the
+    context, the tags given to its own instance and itself.
+
+    ``unit_steps`` says which tags a ``[MASK]`` is given: a tag carries the step it was given at, a ``[MASK]``
+    the step it predicts, and a ``[MASK]`` sees the tags of earlier steps. One row can then hold every instance
+    of a post (``[SEP] g_1 .. g_(N-1) [MASK]_1 .. [MASK]_N``). Without ``unit_steps`` every ``[MASK]`` sees every
+    tag of its row. Since no context unit sees a tag, the context is truncated to the same length whatever
+    the number of tags (all tags share one position)."""
+
+    name = "one-pass"
+    packs_instances = True
+
+    @staticmethod
+    def context_budget(max_input_length: int, tail_length: int) -> int:
+        return max_input_length - 3
+
+    @staticmethod
+    def visibility(key_kinds, key_steps, query_slots) -> torch.Tensor:
+        """``[batch, query, key]``: may the unit at ``query_slots`` (indices into the keys) see each key?"""
+        query_kinds, query_steps = key_kinds.gather(1, query_slots), key_steps.gather(1, query_slots)
+        slots = torch.arange(key_kinds.size(1), device=key_kinds.device)
+        itself = query_slots.unsqueeze(-1) == slots
+        context = (key_kinds == UNIT_CONTEXT).unsqueeze(1)
+        given = ((query_kinds == UNIT_MASK).unsqueeze(-1) & (key_kinds == UNIT_TAG).unsqueeze(1)
+                 & (key_steps.unsqueeze(1) < query_steps.unsqueeze(-1)))
+        return context | itself | given
+
+    @classmethod
+    def encoder_attention_mask(cls, kinds, unit_steps, dtype):
+        if unit_steps is None:  # one instance per row: its [MASK] sees every tag
+            unit_steps = (kinds == UNIT_MASK).long()
+        every_unit = torch.arange(kinds.size(1), device=kinds.device).expand_as(kinds)
+        return additive_mask(cls.visibility(kinds, unit_steps, every_unit), dtype)
+
+
+LAYOUTS = {layout.name: layout for layout in (PaperLayout, OnePassLayout)}
+
+
 class SOGPreTrainedModel(PreTrainedModel):
-    """Shared by SOG and the ranking baseline: the encoder, the feature markers and the input layout."""
+    """Shared by SOG and the baselines: the encoder, the feature markers, the input layout and generation."""
 
     config_class = SOGConfig
     base_model_prefix = "bert"
@@ -120,8 +217,14 @@ class SOGPreTrainedModel(PreTrainedModel):
                 f"max_input_length={config.max_input_length} exceeds the encoder's "
                 f"max_position_embeddings={config.max_position_embeddings}"
             )
+        self.layout = LAYOUTS[config.attention_layout]
         self.bert = BertModel(config, add_pooling_layer=False)
         self.marker_embeddings = nn.Embedding(len(config.feature_markers), config.hidden_size)
+
+    @property
+    def packs_instances(self) -> bool:
+        """Whether training may put all instances of a post in one row (``build_packed_inputs``)."""
+        return self.reads_tags and self.layout.packs_instances
 
     # ----- building models ---------------------------------------------------------------------------
     @classmethod
@@ -135,10 +238,12 @@ class SOGPreTrainedModel(PreTrainedModel):
         The tokenizer to use with the model is the encoder's: ``AutoTokenizer.from_pretrained(encoder)``.
         """
         encoder = encoder_name_or_path or default_encoder_path()
+        tokenizer = AutoTokenizer.from_pretrained(encoder)
+        config_overrides.setdefault("mask_token_id", tokenizer.mask_token_id)
         config = encoder_config_for_sog(encoder, tags, **config_overrides)
         model = cls.from_pretrained(encoder, config=config)
         if init_units_from_names:
-            model.init_unit_embeddings_from_names(AutoTokenizer.from_pretrained(encoder))
+            model.init_unit_embeddings_from_names(tokenizer)
         return model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -158,12 +263,7 @@ class SOGPreTrainedModel(PreTrainedModel):
         """Start the softmax over tags at the training tag frequencies: bias = log(share of tag occurrences).
 
         The first generated tag then starts as the frequency baseline's, instead of uniform over all tags."""
-        counts = torch.zeros(self.config.num_tags, dtype=torch.float64)
-        for tags in post_tag_ids:
-            counts[list(set(tags))] += 1
-        share = (counts + 1) / (counts.sum() + self.config.num_tags)   # add-one: no tag starts at -inf
-        bias = torch.log(share) - torch.log(share).mean()
-        self.tag_head.bias.copy_(bias.to(self.tag_head.bias.dtype))
+        self.tag_head.bias.copy_(log_tag_shares(post_tag_ids, self.config.num_tags).to(self.tag_head.bias.dtype))
 
     def unit_embeddings_with_names(self):
         """(embedding table, names) pairs whose rows are initialised from their names."""
@@ -196,14 +296,36 @@ class SOGPreTrainedModel(PreTrainedModel):
                 f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {self.config.vocab_size}: "
                 "use the tokenizer saved with the model (or the encoder's)"
             )
+        expected = self.config.mask_token_id
+        if expected is not None and tokenizer.mask_token_id != expected:
+            raise ValueError(f"tokenizer's [MASK] id is {tokenizer.mask_token_id}, the model's is {expected}: "
+                             "use the tokenizer saved with the model (or the encoder's)")
+
+    def post_field_texts(self, posts) -> list[tuple[str, str, str, str]]:
+        """``post_fields`` of every post; a bad post is an error that says which one it is."""
+        if isinstance(posts, (str, dict)) or not isinstance(posts, (list, tuple)):
+            raise TypeError(f"expected a list of posts ({POST_DESCRIPTION}), got {type(posts).__name__}; "
+                            "wrap a single post in a list")
+        fields = []
+        for index, post in enumerate(posts):
+            try:
+                fields.append(post_fields(post))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"post {index}: {error}") from None
+        return fields
 
     def field_units(self, posts, tokenizer) -> list[list[list[int]]]:
         """Per post, the unit ids of each non-empty field, its marker first: image, location, time, then the
-        text (always present, possibly empty)."""
+        text (always present, possibly empty).
+
+        Post text is data: a literal ``[CLS]``/``[SEP]``/``[MASK]``/``[PAD]`` in it is tokenized as the
+        ordinary characters it is (``split_special_tokens``), never as the control unit. Each field is cut at
+        ``max_input_length`` units, which the context never exceeds anyway."""
         self._check_tokenizer(tokenizer)
-        fields = [post_fields(post) for post in posts]
+        fields = self.post_field_texts(posts)
         flat = [value for row in fields for value in row]
-        pieces = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+        pieces = tokenizer(flat, add_special_tokens=False, split_special_tokens=True, truncation=True,
+                           max_length=self.config.max_input_length)["input_ids"] if flat else []
         width = len(fields[0]) if fields else 0
         markers = len(self.config.feature_markers)
         per_post = []
@@ -217,24 +339,49 @@ class SOGPreTrainedModel(PreTrainedModel):
         """Unit ids of each post's context (no [CLS]/[SEP]): markers before non-empty fields, text last."""
         return [[unit for field in fields for unit in field] for fields in self.field_units(posts, tokenizer)]
 
-    def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
-        """Pad ``[CLS] context [SEP] (tags [MASK])`` rows into tensors; the context is what gets truncated."""
-        rows, types = [], []
-        for context, tags in zip(contexts, given_tags, strict=True):
-            tail = [self.tag_offset + t for t in tags] + [tokenizer.mask_token_id] if self.reads_tags else []
-            budget = max(0, self.config.max_input_length - 2 - len(tail))
+    def _assemble_rows(self, contexts, tails, tokenizer, tail_steps=None) -> dict:
+        """Pad ``[CLS] context [SEP] tail`` rows into tensors; the context is what gets truncated."""
+        rows, types, steps = [], [], []
+        for i, (context, tail) in enumerate(zip(contexts, tails, strict=True)):
+            budget = self.layout.context_budget(self.config.max_input_length, len(tail))
             head = [tokenizer.cls_token_id] + list(context[:budget]) + [tokenizer.sep_token_id]
-            rows.append(head + tail)
+            rows.append(head + list(tail))
             types.append([0] * len(head) + [1] * len(tail))
+            if tail_steps is not None:
+                steps.append([0] * len(head) + list(tail_steps[i]))
         width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-        token_type_ids = torch.zeros((len(rows), width), dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        batch = {"input_ids": torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long),
+                 "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
+                 "token_type_ids": torch.zeros((len(rows), width), dtype=torch.long)}
+        if tail_steps is not None:
+            batch["unit_steps"] = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (row, row_types) in enumerate(zip(rows, types)):
-            input_ids[i, :len(row)] = torch.tensor(row)
-            token_type_ids[i, :len(row)] = torch.tensor(row_types)
-            attention_mask[i, :len(row)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            batch["input_ids"][i, :len(row)] = torch.tensor(row)
+            batch["token_type_ids"][i, :len(row)] = torch.tensor(row_types)
+            batch["attention_mask"][i, :len(row)] = 1
+            if tail_steps is not None:
+                batch["unit_steps"][i, :len(row)] = torch.tensor(steps[i])
+        return batch
+
+    def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
+        """One instance per row: ``[CLS] context [SEP] (tags given [MASK])``."""
+        tails = [[self.tag_offset + t for t in tags] + [tokenizer.mask_token_id] if self.reads_tags else []
+                 for tags in given_tags]
+        return self._assemble_rows(contexts, tails, tokenizer)
+
+    def build_packed_inputs(self, contexts, tag_orders, given_counts, tokenizer) -> dict:
+        """Every instance of a post in one row (layouts that allow it): the tags of ``tag_orders[i]`` that
+        some instance is given, then one ``[MASK]`` per entry of ``given_counts[i]``, which sees that many of
+        the first tags. The ``[MASK]`` outputs come out in row order, then in the order of ``given_counts``."""
+        if not self.packs_instances:
+            raise ValueError(f"the {self.layout.name!r} attention layout cannot pack instances: the context would "
+                             "see every instance's tags; use build_inputs (one instance per row)")
+        tails, tail_steps = [], []
+        for order, counts in zip(tag_orders, given_counts, strict=True):
+            tags = list(order[:max(counts)])
+            tails.append([self.tag_offset + t for t in tags] + [tokenizer.mask_token_id] * len(counts))
+            tail_steps.append(list(range(1, len(tags) + 1)) + [given + 1 for given in counts])
+        return self._assemble_rows(contexts, tails, tokenizer, tail_steps)
 
     def embed_units(self, input_ids: torch.Tensor) -> torch.Tensor:
         words = self.bert.embeddings.word_embeddings(input_ids.clamp(max=self.config.vocab_size - 1))
@@ -250,14 +397,23 @@ class SOGPreTrainedModel(PreTrainedModel):
         positions = torch.where(token_type_ids == 1, context_length, positions)
         return positions.masked_fill(attention_mask == 0, 0)
 
-    def encode(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+    def _check_attention_implementation(self):
+        if self.layout is OnePassLayout and self.config._attn_implementation not in ("eager", "sdpa"):
+            raise ValueError(f"the one-pass attention layout needs a 4-D attention mask, which "
+                             f"attn_implementation={self.config._attn_implementation!r} does not take; load the model "
+                             "with attn_implementation='sdpa' or 'eager'")
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, unit_steps=None, **kwargs):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
+        self._check_attention_implementation()
+        units = self.embed_units(input_ids)
+        kinds = unit_kinds(input_ids, token_type_ids, attention_mask, self.tag_offset)
         return self.bert(
-            inputs_embeds=self.embed_units(input_ids),
-            attention_mask=attention_mask,
+            inputs_embeds=units,
+            attention_mask=self.layout.encoder_attention_mask(kinds, unit_steps, units.dtype),
             token_type_ids=token_type_ids,
             position_ids=self.order_free_positions(token_type_ids, attention_mask),
             **kwargs,
@@ -266,52 +422,95 @@ class SOGPreTrainedModel(PreTrainedModel):
     # ----- generation -------------------------------------------------------------------------------
     @torch.no_grad()
     def generate_tags(self, posts, tokenizer, num_tags: int | None = None, threshold: float | None = None,
-                      batch_size: int = 32) -> list[list[tuple[str, float]]]:
-        """Tags for each post, as ``[(tag, probability), ...]`` in the order they were chosen.
+                      batch_size: int = 32, empty_posts: str = "prior", use_cache: bool = True) -> list[list[dict]]:
+        """Tags for each post, as ``[{"label", "score", "step_probability"}, ...]`` in the order they were chosen.
 
         ``posts``: a list of strings or dicts with any of ``text``, ``image``, ``location``, ``time``.
-        At most ``num_tags`` (default ``config.num_tags_to_generate``) tags, never one twice; a post stops
-        early when its best probability falls under ``threshold``.
+
+        - ``step_probability``: the model's probability for the tag at the step it was chosen (a softmax over
+          the tags not yet chosen for generators and for BR with ``ranking_loss="softmax"``, the tag's sigmoid
+          for BR with ``"sigmoid"``). Step probabilities of one post need not decrease.
+        - ``score``: the estimated probability that the tag belongs to the post's tag set, from the step
+          probability and the step through ``config.score_calibration`` (fitted on a validation split by
+          ``train.py``, so it means the same for every model class); a model never calibrated reports its
+          step probability.
+        - At most ``num_tags`` tags (default ``config.num_tags_to_generate``; more than the vocabulary gives the
+          whole vocabulary), never one twice. With ``threshold``, a post's tags end before the first whose
+          ``score`` is under it.
+        - ``empty_posts``: a post with no text and no other field gets the tags the model gives to nothing,
+          its prior (``"prior"``, the default), no tags (``"none"``), or raises (``"error"``).
+        - ``use_cache=False`` re-encodes each post at every step (the one-pass layout and AR otherwise encode
+          the context once); the result is the same.
         """
-        if isinstance(posts, (str, dict)):
-            raise TypeError("generate_tags takes a list of posts; wrap a single post in a list")
-        num_tags = min(num_tags or self.config.num_tags_to_generate, self.config.num_tags)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        options = generation_options(num_tags, threshold, batch_size, empty_posts)
+        num_tags = min(options["num_tags"] or self.config.num_tags_to_generate, self.config.num_tags)
+        fields = self.post_field_texts(posts)
+        empty = [i for i, row in enumerate(fields) if is_empty_post(row)]
+        if empty and empty_posts == "error":
+            raise ValueError(f"post {empty[0]} is empty (no text, image, location or time); "
+                             f"{len(empty)} empty post(s) in all")
+        skipped = set(empty) if empty_posts == "none" else set()
+        todo = [i for i in range(len(fields)) if i not in skipped]
         was_training = self.training
         self.eval()  # dropout would make generation random
         try:
-            results = []
-            for start in range(0, len(posts), batch_size):
-                contexts = self.encode_contexts(posts[start:start + batch_size], tokenizer)
-                chosen = self._choose_tags(contexts, tokenizer, num_tags, threshold)
-                results.extend([(self.config.tag_names[t], p) for t, p in row] for row in chosen)
+            results = [[] for _ in fields]
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start:start + batch_size]
+                contexts = self.encode_contexts([posts[i] for i in chunk], tokenizer)
+                for i, chosen in zip(chunk, self._choose_tags(contexts, tokenizer, num_tags, threshold, use_cache)):
+                    results[i] = [{"label": self.config.tag_names[t], "score": s, "step_probability": p}
+                                  for t, s, p in chosen]
             return results
         finally:
             self.train(was_training)
 
-    def _choose_tags(self, contexts, tokenizer, num_tags, threshold):
-        """Greedy set decoding: all posts advance together; a chosen tag is masked out of later steps.
-        Ranking models override this with a single pass."""
-        chosen = [[] for _ in contexts]
-        active = list(range(len(contexts)))
-        for _ in range(num_tags):
-            if not active:
-                break
-            batch = self.build_inputs([contexts[i] for i in active], [[t for t, _ in chosen[i]] for i in active],
-                                      tokenizer)
-            logits = self(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
-            for row, i in enumerate(active):
-                logits[row, [t for t, _ in chosen[i]]] = float("-inf")
-            best_prob, best_tag = logits.softmax(-1).max(-1)
-            still_active = []
-            for row, i in enumerate(active):
-                if threshold is not None and best_prob[row].item() < threshold:
-                    continue
-                chosen[i].append((best_tag[row].item(), best_prob[row].item()))
-                still_active.append(i)
-            active = still_active
-        return chosen
+    def _choose_tags(self, contexts, tokenizer, num_tags, threshold, use_cache):
+        """Greedy set decoding: a chosen tag is masked out of later steps. Returns ``(tag, score, step
+        probability)`` per chosen tag. Ranking models override this with a single pass."""
+        step_logits = self._cached_step_logits(contexts, tokenizer) if use_cache else None
+        if step_logits is None:
+            def step_logits(active, chosen):
+                batch = self.build_inputs([contexts[i] for i in active], chosen, tokenizer)
+                return self(**{k: v.to(self.device) for k, v in batch.items()}).logits
+        return greedy_set_decoding(step_logits, len(contexts), num_tags, threshold, self.config.score_calibration)
+
+    def _cached_step_logits(self, contexts, tokenizer):
+        """A step function that reuses work across steps, or ``None`` where the layout allows none."""
+        return None
+
+
+def greedy_set_decoding(step_logits, num_posts, num_tags, threshold, calibration):
+    """All posts advance together; ``step_logits(active, chosen_tags)`` gives the logits of the active posts
+    given their tags so far. A post stops at ``num_tags`` or before the first tag whose score is under
+    ``threshold``."""
+    chosen = [[] for _ in range(num_posts)]
+    active = list(range(num_posts))
+    for step in range(1, num_tags + 1):
+        if not active:
+            break
+        logits = step_logits(active, [[t for t, _, _ in chosen[i]] for i in active]).float()
+        for row, i in enumerate(active):
+            logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
+        best_prob, best_tag = logits.softmax(-1).max(-1)
+        scores = calibrated_scores(best_prob, step, calibration)
+        still_active = []
+        for row, i in enumerate(active):
+            if threshold is not None and scores[row].item() < threshold:
+                continue
+            chosen[i].append((best_tag[row].item(), scores[row].item(), best_prob[row].item()))
+            still_active.append(i)
+        active = still_active
+    return chosen
+
+
+def log_tag_shares(post_tag_ids, num_tags: int) -> torch.Tensor:
+    """Centred log of each tag's add-one share of the posts' tag occurrences (counted once per post)."""
+    counts = torch.zeros(num_tags, dtype=torch.float64)
+    for tags in post_tag_ids:
+        counts[list(set(tags))] += 1
+    share = (counts + 1) / (counts.sum() + num_tags)   # add-one: no tag starts at -inf
+    return torch.log(share) - torch.log(share).mean()
 
 
 class SOGTagHead(nn.Module):
@@ -353,26 +552,100 @@ class SOGForTagGeneration(SOGPreTrainedModel):
         tags = self.tag_embeddings((input_ids - self.tag_offset).clamp(0, self.config.num_tags - 1))
         return torch.where(is_tag.unsqueeze(-1), tags, units)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+    def _check_masks(self, input_ids, kinds):
+        """Every row must hold the ``[MASK]``(s) ``build_inputs`` puts there: reading logits elsewhere would
+        silently answer for the wrong unit."""
+        per_row = (kinds == UNIT_MASK).sum(-1)
+        if bool((per_row == 0).any()):
+            row = int((per_row == 0).nonzero()[0, 0])
+            raise ValueError(f"input row {row} has no [MASK] in segment 1 (token_type_ids == 1) to read the next tag "
+                             "from; build inputs with model.build_inputs(model.encode_contexts(posts, tokenizer), "
+                             "given_tags, tokenizer), or call model.generate_tags(posts, tokenizer)")
+        if not self.layout.packs_instances and bool((per_row > 1).any()):
+            raise ValueError(f"the {self.layout.name!r} attention layout reads one [MASK] per row, found "
+                             f"{int(per_row.max())}; use build_inputs")
+        expected = self.config.mask_token_id
+        if expected is not None and bool((input_ids[kinds == UNIT_MASK] != expected).any()):
+            raise ValueError(f"segment-1 units that are not tags must be [MASK] (id {expected}); use build_inputs")
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, unit_steps=None, labels=None,
                 output_attentions=None, output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:
         r"""
-        input_ids: rows built by ``build_inputs`` (right-padded; the last attended unit is ``[MASK]``).
-        token_type_ids: 0 for ``[CLS] context [SEP]``, 1 for the tags given and ``[MASK]``.
-        labels: a tag id per row (1-to-1) or a ``(batch, num_tags)`` weight per tag (1-to-M); the loss is
-            the KL divergence from the normalised target to the softmax over tags.
+        input_ids: rows built by ``build_inputs`` (one instance per row) or ``build_packed_inputs``.
+        token_type_ids: 0 for ``[CLS] context [SEP]``, 1 for the tags given and the ``[MASK]``(s).
+        unit_steps: packed rows only (one-pass layout): which tags each ``[MASK]`` is given.
+        labels: a tag id per ``[MASK]`` (1-to-1) or a ``(masks, num_tags)`` weight per tag (1-to-M); the loss
+            is the KL divergence from the normalised target to the softmax over tags, averaged over ``[MASK]``s.
+
+        Returns logits of shape ``(masks, num_tags)``: one row per ``[MASK]``, in row order.
         """
         if token_type_ids is None:
-            raise ValueError("SOGForTagGeneration needs token_type_ids (1 marks the tags and [MASK]); use build_inputs")
+            raise ValueError("SOGForTagGeneration needs token_type_ids (1 marks the tags and [MASK]); use "
+                             "model.build_inputs")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        outputs = self.encode(input_ids, attention_mask, token_type_ids,
+        kinds = unit_kinds(input_ids, token_type_ids, attention_mask, self.tag_offset)
+        self._check_masks(input_ids, kinds)
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, unit_steps,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        mask_index = attention_mask.sum(-1) - 1
-        hidden = outputs.last_hidden_state[torch.arange(input_ids.size(0), device=input_ids.device), mask_index]
-        logits = self.tag_head(hidden, self.tag_embeddings.weight)
+        logits = self.tag_head(outputs.last_hidden_state[kinds == UNIT_MASK], self.tag_embeddings.weight)
         loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
+
+    def _cached_step_logits(self, contexts, tokenizer):
+        """One-pass layout: encode the contexts once, keeping every layer's keys and values; each step then runs
+        only the tag chosen last (it sees the context and itself) and one ``[MASK]`` (context, chosen tags,
+        itself) against that cache. The tag's keys and values stay in the cache, the ``[MASK]``'s are dropped.
+
+        transformers 5 offers the pieces (``DynamicCache`` filled by BERT's own attention modules, a 4-D mask
+        passed as is) but no encoder-side incremental decoding, so the steps are driven from here through
+        ``self.bert`` itself, with explicit positions, token types and masks."""
+        if self.layout is not OnePassLayout:
+            return None
+        self._check_attention_implementation()
+        device = self.device
+        batch = {k: v.to(device) for k, v in self._assemble_rows(contexts, [[] for _ in contexts], tokenizer).items()}
+        cache = DynamicCache(config=self.config)
+        units = self.embed_units(batch["input_ids"])
+        self.bert(inputs_embeds=units, token_type_ids=batch["token_type_ids"], cache=cache,
+                  attention_mask=self.layout.encoder_attention_mask(
+                      unit_kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], self.tag_offset),
+                      None, units.dtype),
+                  position_ids=self.order_free_positions(batch["token_type_ids"], batch["attention_mask"]))
+        key_kinds = torch.where(batch["attention_mask"] == 1, UNIT_CONTEXT, UNIT_PAD)
+        key_steps = torch.zeros_like(key_kinds)
+        tail_position = batch["attention_mask"].sum(-1, keepdim=True)   # every tag and [MASK] sits here
+        rows = len(contexts)
+        last_chosen = [None] * rows
+        state = {"kinds": key_kinds, "steps": key_steps, "step": 0}
+
+        def step_logits(active, chosen):
+            state["step"] += 1
+            step = state["step"]
+            for i, tags in zip(active, chosen):
+                last_chosen[i] = tags[-1] if tags else None
+            # Every post runs (its cache rows must stay aligned); a post that stopped repeats its last tag,
+            # whose output nobody reads.
+            new_ids, new_kinds, new_steps = [], [UNIT_MASK], [step]
+            if step > 1:
+                new_ids.append([self.tag_offset + (t if t is not None else 0) for t in last_chosen])
+                new_kinds, new_steps = [UNIT_TAG, UNIT_MASK], [step - 1, step]
+            new_ids.append([tokenizer.mask_token_id] * rows)
+            ids = torch.tensor(new_ids, device=device).t()
+            kinds = torch.cat([state["kinds"], torch.tensor([new_kinds], device=device).expand(rows, -1)], 1)
+            steps = torch.cat([state["steps"], torch.tensor([new_steps], device=device).expand(rows, -1)], 1)
+            queries = torch.arange(kinds.size(1) - ids.size(1), kinds.size(1), device=device).expand(rows, -1)
+            units = self.embed_units(ids)
+            hidden = self.bert(inputs_embeds=units, token_type_ids=torch.ones_like(ids), cache=cache,
+                               attention_mask=additive_mask(OnePassLayout.visibility(kinds, steps, queries), units.dtype),
+                               position_ids=tail_position.expand_as(ids)).last_hidden_state
+            cache.crop(-1)                                               # forget the [MASK]
+            state["kinds"], state["steps"] = kinds[:, :-1], steps[:, :-1]
+            logits = self.tag_head(hidden[:, -1], self.tag_embeddings.weight)
+            return logits[torch.tensor(active, device=device)]
+
+        return step_logits
 
 
 SOGForTagGeneration.register_for_auto_class("AutoModel")

@@ -1,9 +1,13 @@
 """Training instances for tag models: the paper's 1-to-M / 1-to-1 expansion and the batch collator.
 
-A post with N gold tags becomes N instances: instance i gives i tags (in a freshly shuffled order each
-epoch) and asks for the rest. 1-to-M: the target is uniform over every gold tag not yet given; 1-to-1: it
-is the next tag of the shuffled order. Ranking models (``ranks_in_one_pass``) get one instance per post
-whose target is the whole gold set.
+A post with N gold tags becomes N instances: instance i gives i tags and asks for the rest. The tags are
+given in the order the corpus lists them (``tag_order="fixed"``, the paper's 1-to-1: Eq. 9 learns the
+i-th ground-truth tag) or in an order drawn afresh each epoch (``"shuffled"``). 1-to-M: the target is
+uniform over every gold tag not yet given; 1-to-1: it is the next tag of the order. Ranking models
+(``ranks_in_one_pass``) get one instance per post whose target is the whole gold set.
+
+Models whose layout packs instances (one-pass SOG, AR) get batches of posts, each post's instances in one
+row; the others get batches of instances.
 """
 
 import random
@@ -12,11 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+TAG_ORDERS = ("fixed", "shuffled")
+INSTANCES_PER_POST = ("all", "one", "set")
+
 
 @dataclass(frozen=True)
 class Instance:
     post: int                   # index into the list of encoded contexts
-    given: tuple[int, ...]      # tag ids already given, in input order (the model ignores the order)
+    given: tuple[int, ...]      # tag ids already given, in input order (SOG ignores the order, AR does not)
     target: tuple[int, ...]     # tag ids of the target distribution (uniform over them)
 
 
@@ -26,9 +33,12 @@ def tags_by_post_count(post_tags) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def expand_post(post: int, tag_ids, scheme: str, rng: random.Random) -> list[Instance]:
+def expand_post(post: int, tag_ids, scheme: str, rng: random.Random, tag_order: str = "shuffled") -> list[Instance]:
+    if tag_order not in TAG_ORDERS:
+        raise ValueError(f"unknown tag_order {tag_order!r}; expected one of {TAG_ORDERS}")
     order = list(tag_ids)
-    rng.shuffle(order)
+    if tag_order == "shuffled":
+        rng.shuffle(order)
     if scheme == "1-to-M":
         return [Instance(post, tuple(order[:i]), tuple(order[i:])) for i in range(len(order))]
     if scheme == "1-to-1":
@@ -36,38 +46,50 @@ def expand_post(post: int, tag_ids, scheme: str, rng: random.Random) -> list[Ins
     raise ValueError(f"unknown scheme {scheme!r}; expected '1-to-M' or '1-to-1'")
 
 
-INSTANCES_PER_POST = ("all", "one", "set")
-
-
-def epoch_instances(post_tag_ids, scheme: str, per_post: str, seed: int) -> list[Instance]:
-    """The instances of one epoch; ``seed`` (e.g. base seed + epoch) fixes the tag orders and draws.
+def epoch_instances(post_tag_ids, scheme: str, per_post: str, seed: int, tag_order: str = "shuffled") -> list[list[Instance]]:
+    """The instances of one epoch, grouped by post; ``seed`` (e.g. base seed + epoch) fixes the orders and draws.
 
     per_post: ``"all"`` every instance of the post (the paper's generators), ``"one"`` one of them drawn
     at random (an epoch then costs what a ranking epoch costs), ``"set"`` the ranking instance: nothing
     given, the whole gold set as target."""
     if per_post == "set":
-        return [Instance(post, (), tuple(tags)) for post, tags in enumerate(post_tag_ids)]
+        return [[Instance(post, (), tuple(tags))] for post, tags in enumerate(post_tag_ids)]
     if per_post not in INSTANCES_PER_POST:
         raise ValueError(f"unknown per_post {per_post!r}; expected one of {INSTANCES_PER_POST}")
     rng = random.Random(seed)
-    instances = []
+    groups = []
     for post, tags in enumerate(post_tag_ids):
-        expanded = expand_post(post, tags, scheme, rng)
-        instances.extend(expanded if per_post == "all" else [rng.choice(expanded)])
-    return instances
+        expanded = expand_post(post, tags, scheme, rng, tag_order)
+        groups.append(expanded if per_post == "all" else [rng.choice(expanded)])
+    return groups
 
 
 class InstanceCollator:
-    """Turns a list of instances into model inputs plus a ``(batch, num_tags)`` target-weight ``labels``."""
+    """Turns instances into model inputs plus a ``(instances, num_tags)`` target-weight ``labels``.
+
+    Takes a list of instances (one per row) or, for models that pack, a list of posts' instance groups (one
+    row per post, the instances of a group given prefixes of one tag order)."""
 
     def __init__(self, model, tokenizer, contexts):
         self.model = model
         self.tokenizer = tokenizer
         self.contexts = contexts
 
-    def __call__(self, instances: list[Instance]) -> dict:
-        batch = self.model.build_inputs([self.contexts[i.post] for i in instances], [i.given for i in instances],
-                                        self.tokenizer)
+    def __call__(self, items) -> dict:
+        if items and isinstance(items[0], Instance):
+            instances = items
+            batch = self.model.build_inputs([self.contexts[i.post] for i in instances],
+                                            [i.given for i in instances], self.tokenizer)
+        else:
+            groups = [sorted(group, key=lambda inst: len(inst.given)) for group in items]
+            instances = [inst for group in groups for inst in group]
+            orders = [group[-1].given for group in groups]
+            for order, group in zip(orders, groups):
+                if any(order[:len(inst.given)] != inst.given for inst in group):
+                    raise ValueError(f"post {group[0].post}: packed instances must be given prefixes of one tag order")
+            batch = self.model.build_packed_inputs([self.contexts[group[0].post] for group in groups], orders,
+                                                   [[len(inst.given) for inst in group] for group in groups],
+                                                   self.tokenizer)
         labels = torch.zeros(len(instances), self.model.config.num_tags)
         for row, inst in enumerate(instances):
             labels[row, list(inst.target)] = 1.0

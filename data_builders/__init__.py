@@ -11,7 +11,7 @@ import os
 
 import datasets
 
-from .common import FEATURES, TagCorpusBuilder, split_of
+from .common import FEATURES, TagCorpusBuilder, split_of, validation_rank
 from .debtags import Debtags
 from .instagram import Instagram
 from .stackoverflow import StackExchange, StackSample
@@ -43,4 +43,4 @@ def build(name: str, data_dir: str | None = None, config_name: str | None = None
     return datasets.DatasetDict(splits), builder.report
 
 
-__all__ = ["BUILDERS", "FEATURES", "build", "make_builder", "split_of"]
+__all__ = ["BUILDERS", "FEATURES", "build", "make_builder", "split_of", "validation_rank"]

@@ -62,8 +62,10 @@ Built by the `{name}` builder of `data_builders/` (SOG project). {builder_class.
 - Source: {builder_class.DESCRIPTION.strip()}
 - License: {builder_class.LICENSE}
 - Schema: `id`, `text`, `image` (an image description, may be empty), `location` (may be empty),
-  `time` (ISO-8601, may be empty), `tags` (list of strings).
-- Split: 9:1 train/test by a hash of each post's id or group (stable across runs and machines).
+  `time` (ISO-8601, may be empty), `tags` (list of strings), `group` (posts that must share a split, e.g.
+  a Debian source package's binaries; the id when the source has no such grouping).
+- Split: 9:1 train/test by a hash of each post's group (stable across runs and machines); `train.py`
+  carves its validation split from train by the same hash, so a group never straddles two splits.
 
 Regenerate with:
 

@@ -22,14 +22,24 @@ FEATURES = datasets.Features({
     "location": datasets.Value("string"),
     "time": datasets.Value("string"),
     "tags": datasets.Sequence(datasets.Value("string")),
+    "group": datasets.Value("string"),
 })
 TEST_BUCKETS = 1  # of 10: a 9:1 train/test split
 
 
+def _group_hash(group: str) -> int:
+    return int(hashlib.md5(group.encode("utf-8")).hexdigest(), 16)
+
+
 def split_of(group: str) -> str:
     """``"test"`` for 1 in 10 groups, decided by a hash of the group key: stable across runs and machines."""
-    bucket = int(hashlib.md5(group.encode("utf-8")).hexdigest(), 16) % 10
-    return "test" if bucket < TEST_BUCKETS else "train"
+    return "test" if _group_hash(group) % 10 < TEST_BUCKETS else "train"
+
+
+def validation_rank(group: str) -> int:
+    """Where a train group stands in line for the validation split: the same hash as ``split_of``, without
+    the digit that chose the test split, so validation is an unbiased slice of train."""
+    return _group_hash(group) // 10
 
 
 def hash_rank(key: str) -> str:
@@ -49,7 +59,7 @@ class Post:
 
     def as_example(self) -> dict:
         return {"id": self.id, "text": self.text, "image": self.image, "location": self.location,
-                "time": self.time, "tags": list(self.tags)}
+                "time": self.time, "tags": list(self.tags), "group": self.group or self.id}
 
 
 @dataclass

@@ -76,14 +76,14 @@ def post_from_jsonl(row, where: str) -> Post | Rejected:
         return Rejected(f"unknown field(s) {sorted(unknown)}", where)
     if not isinstance(row.get("tags"), list) or not all(isinstance(t, str) for t in row["tags"]):
         return Rejected("field 'tags' is not a list of strings", where)
-    for name in ("id", "text", "image", "location", "time"):
+    for name in ("id", "text", "image", "location", "time", "group"):
         if row.get(name) is not None and not isinstance(row[name], (str, int)):
             return Rejected(f"field {name!r} is not a string", where)
     if not str(row.get("id") or "").strip():
         return Rejected("field 'id' is missing", where)
     return Post(id=str(row["id"]).strip(), text=str(row.get("text") or ""), tags=unique(t.strip().lower() for t in row["tags"] if t.strip()),
                 image=str(row.get("image") or ""), location=str(row.get("location") or ""),
-                time=str(row.get("time") or ""))
+                time=str(row.get("time") or ""), group=str(row.get("group") or ""))
 
 
 def jsonl_posts(path: str):

@@ -16,7 +16,8 @@ TAGS = ["python", "pandas", "javascript", "css", "html", "java", "sql", "regex"]
 def tiny_config(tags=TAGS, **overrides) -> SOGConfig:
     """A 2-layer, 32-wide random encoder with the real MiniLM vocabulary size (so its tokenizer fits)."""
     fields = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=128, max_input_length=64, tag_names=list(tags))
+                  intermediate_size=64, max_position_embeddings=128, max_input_length=64, tag_names=list(tags),
+                  mask_token_id=103)
     fields.update(overrides)
     return SOGConfig(**fields)
 
@@ -29,3 +30,8 @@ def tokenizer():
 @pytest.fixture
 def seeded():
     torch.manual_seed(0)
+
+
+def labels_of(generated) -> list[str]:
+    """The tag names of one post's generate_tags output."""
+    return [tag["label"] for tag in generated]

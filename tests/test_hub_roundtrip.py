@@ -65,12 +65,12 @@ def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, mo
 
     got = reload_in_fresh_process(folder, workdir)
     assert got["module"].startswith("transformers_modules")
-    names = [[t for t, _ in row] for row in expected]
-    assert [[t for t, _ in row] for row in got["automodel"]] == names
+    names = [[tag["label"] for tag in row] for row in expected]
+    assert [[tag["label"] for tag in row] for row in got["automodel"]] == names
     assert [[d["label"] for d in row] for row in got["pipeline_list"]] == names
     assert [d["label"] for d in got["pipeline_single"]] == names[0]
     for row, reloaded in zip(expected, got["pipeline_list"]):
-        assert [p for _, p in row] == pytest.approx([d["score"] for d in reloaded], abs=1e-5)
+        assert [tag["score"] for tag in row] == pytest.approx([d["score"] for d in reloaded], abs=1e-5)
 
 
 def test_tag_embeddings_start_from_their_names():

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import TAGS, tiny_config
+from conftest import TAGS, labels_of, tiny_config
 from configuration_sog import SOGConfig
 from modeling_br import BRForTagRanking
 from modeling_sog import SOGForTagGeneration, kl_to_target_loss
@@ -46,19 +46,19 @@ def test_permutation_invariance_holds_inside_a_padded_batch(tokenizer):
 def test_generated_tags_never_repeat_and_cap_at_the_vocabulary(tokenizer):
     model = tiny_sog()
     [tags] = model.generate_tags(["pandas merge"], tokenizer, num_tags=50)
-    names = [t for t, _ in tags]
+    names = labels_of(tags)
     assert len(names) == len(TAGS) and sorted(names) == sorted(TAGS)
-    assert all(0.0 < p <= 1.0 for _, p in tags)
+    assert all(0.0 < tag["step_probability"] <= 1.0 and tag["score"] == tag["step_probability"] for tag in tags)
 
 
 def test_default_number_of_tags_and_threshold(tokenizer):
     model = tiny_sog(num_tags_to_generate=3)
     [tags] = model.generate_tags(["x"], tokenizer)
     assert len(tags) == 3
-    [none] = model.generate_tags(["x"], tokenizer, threshold=1.01)
+    [none] = model.generate_tags(["x"], tokenizer, threshold=1.0)
     assert none == []
     [some] = model.generate_tags(["x"], tokenizer, num_tags=8, threshold=0.3)
-    assert all(p >= 0.3 for _, p in some)
+    assert all(tag["score"] >= 0.3 for tag in some)
 
 
 def test_batching_does_not_change_the_tags(tokenizer):
@@ -67,14 +67,14 @@ def test_batching_does_not_change_the_tags(tokenizer):
     one_by_one = [model.generate_tags([p], tokenizer, num_tags=4)[0] for p in posts]
     batched = model.generate_tags(posts, tokenizer, num_tags=4, batch_size=3)
     for a, b in zip(one_by_one, batched):
-        assert [t for t, _ in a] == [t for t, _ in b]
-        assert [p for _, p in a] == pytest.approx([p for _, p in b], abs=1e-5)
+        assert labels_of(a) == labels_of(b)
+        assert [t["score"] for t in a] == pytest.approx([t["score"] for t in b], abs=1e-5)
 
 
 def test_empty_and_whitespace_posts_still_get_tags(tokenizer):
     model = tiny_sog()
     empty, blank = model.generate_tags(["", "   \n\t "], tokenizer, num_tags=3)
-    assert len(empty) == 3 and [t for t, _ in empty] == [t for t, _ in blank]
+    assert len(empty) == 3 and labels_of(empty) == labels_of(blank)
     assert model.encode_contexts([""], tokenizer) == [[]]
 
 
@@ -95,7 +95,7 @@ def test_long_posts_truncate_the_context_never_the_tags_or_mask(tokenizer):
 def test_more_tags_than_the_input_length_still_decode(tokenizer):
     model = tiny_sog(max_input_length=6, tag_names=[f"t{i}" for i in range(12)])
     [tags] = model.generate_tags(["some text"], tokenizer, num_tags=12)
-    assert len({t for t, _ in tags}) == 12
+    assert len(set(labels_of(tags))) == 12
 
 
 def test_dict_posts_with_every_field_and_with_none(tokenizer):
@@ -117,6 +117,10 @@ def test_bad_posts_raise_errors_that_name_the_field(tokenizer):
         model.generate_tags([{"time": "yesterday"}], tokenizer)
     with pytest.raises(TypeError, match="list of posts"):
         model.generate_tags("a single string", tokenizer)
+    with pytest.raises(TypeError, match="post 1: a post is a string .* got NoneType"):
+        model.generate_tags(["fine", None], tokenizer)
+    with pytest.raises(TypeError, match="post 0: .* got int"):
+        model.generate_tags([3], tokenizer)
     with pytest.raises(TypeError, match="'location'"):
         post_fields({"location": 3})
 
@@ -172,7 +176,7 @@ def test_ranking_baseline_scores_every_tag_in_one_pass(tokenizer):
     torch.manual_seed(0)
     model = BRForTagRanking(tiny_config()).eval()
     [tags] = model.generate_tags(["pandas"], tokenizer, num_tags=20)
-    probs = [p for _, p in tags]
+    probs = [tag["score"] for tag in tags]
     assert len(tags) == len(TAGS) and probs == sorted(probs, reverse=True)
     batch = model.build_inputs(model.encode_contexts(["pandas"], tokenizer), [[]], tokenizer)
     assert batch["input_ids"][0, -1].item() == tokenizer.sep_token_id
@@ -193,7 +197,7 @@ def test_ar_baseline_depends_on_tag_order_unlike_sog(tokenizer):
         backward = model(**model.build_inputs(contexts, [[4, 1, 0]], tokenizer)).logits
     assert (forward - backward).abs().max() > 1e-3
     [tags] = model.generate_tags(["pandas merge"], tokenizer, num_tags=8)
-    assert sorted(t for t, _ in tags) == sorted(TAGS)
+    assert sorted(labels_of(tags)) == sorted(TAGS)
 
 
 def test_late_fusion_baseline_encodes_each_field_on_its_own(tokenizer):

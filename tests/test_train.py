@@ -18,7 +18,7 @@ from data_builders import split_of
 from modeling_sog import default_encoder_path
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = ["--max_train_samples", "48", "--max_eval_samples", "12", "--max_length", "32", "--num_train_epochs", "2",
+QUICK = ["--max_train_samples", "48", "--max_validation_samples", "12", "--max_eval_samples", "12", "--max_length", "32", "--num_train_epochs", "2",
          "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none"]
 
 
@@ -66,7 +66,7 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_enco
     assert "resumed from" in out
     straight, resumed = summary(tmp_path / "straight"), summary(tmp_path / "killed")
     assert resumed["parameter_checksums_per_process"] == straight["parameter_checksums_per_process"]
-    timeless = lambda history: [{k: v for k, v in row.items() if k != "generate_seconds"} for row in history]
+    timeless = lambda history: [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in history]
     assert timeless(resumed["history"]) == timeless(straight["history"])
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -98,13 +98,16 @@ def test_output_folder_is_a_hub_repo_with_a_working_handler(tmp_path, tiny_encod
     train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir), "--num_train_epochs",
                         "1", "--push_to_hub", "--dry_run", "--checkpointing_steps", "epoch"])
     listed = capsys.readouterr().out
-    assert "dry run: would upload" in listed and "checkpoints" not in listed.split("dry run")[1]
+    uploaded = listed.split("dry run")[1]
+    assert "dry run: would upload" in listed and "checkpoints" not in uploaded
+    for record in ("eval_predictions.jsonl", "validation_predictions.jsonl", "train_summary.json"):
+        assert (out_dir / record).exists() and record not in uploaded
     for name in ("config.json", "model.safetensors", "handler.py", "README.md", "tokenizer.json", "modeling_sog.py",
                  "pipeline_sog.py"):
         assert (out_dir / name).exists(), name
     card = (out_dir / "README.md").read_text()
     assert "model-index:" in card and "type: precision@1" in card and "widget:" in card
-    assert "library_name: transformers" in card and "pipeline_tag: text-classification" in card
+    assert "library_name: transformers" in card and "pipeline_tag" not in card and "- tag-generation" in card
 
     code = r"""
 import json, sys
@@ -120,7 +123,7 @@ print(json.dumps({"one": one, "many": many}))
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(result["one"]) == 3 and set(result["one"][0]) == {"label", "score"}
+    assert len(result["one"]) == 3 and set(result["one"][0]) == {"label", "score", "step_probability"}
     assert [len(r) for r in result["many"]] == [2, 2]
     json.dumps(result)
 
