@@ -40,10 +40,10 @@ def _vectorizer():
 
 
 class TfidfLogisticBaseline:
-    """TF-IDF (word 1-2 grams) + one-vs-rest logistic regression; C chosen on a held-out slice of train."""
+    """TF-IDF (word 1-2 grams) + one-vs-rest logistic regression; C chosen by P@1 on a validation split."""
 
-    def __init__(self, c_grid=(1.0, 4.0, 16.0), validation_share=0.1, seed=0, n_jobs=2):
-        self.c_grid, self.validation_share, self.seed, self.n_jobs = c_grid, validation_share, seed, n_jobs
+    def __init__(self, c_grid=(1.0, 4.0, 16.0), n_jobs=2):
+        self.c_grid, self.n_jobs = c_grid, n_jobs
 
     def _fit(self, documents, tags, c):
         from sklearn.linear_model import LogisticRegression
@@ -56,22 +56,16 @@ class TfidfLogisticBaseline:
         classifier.fit(features, targets)
         return vectorizer, binarizer, classifier
 
-    def fit(self, posts, tags, score_fn):
-        """``score_fn(predictions, references) -> dict`` picks C by its ``precision@1``."""
-        import random
-
-        documents = [fused_document(p) for p in posts]
-        order = list(range(len(documents)))
-        random.Random(self.seed).shuffle(order)
-        cut = max(1, int(len(order) * self.validation_share))
-        held, kept = order[:cut], order[cut:]
-        self.validation = {}
+    def fit(self, posts, tags, validation_posts, validation_tags, score_fn):
+        """Fit one model per C on the train posts, keep the one whose ``score_fn(predictions, references)``
+        gives the best ``precision@1`` on the validation posts."""
+        documents, held = [fused_document(p) for p in posts], [fused_document(p) for p in validation_posts]
+        self.validation, models = {}, {}
         for c in self.c_grid:
-            model = self._fit([documents[i] for i in kept], [tags[i] for i in kept], c)
-            ranked = self._rank(model, [documents[i] for i in held], 1)
-            self.validation[c] = score_fn(ranked, [tags[i] for i in held])["precision@1"]
+            models[c] = self._fit(documents, tags, c)
+            self.validation[c] = score_fn(self._rank(models[c], held, 1), validation_tags)["precision@1"]
         self.c = max(self.c_grid, key=lambda c: self.validation[c])
-        self.model = self._fit(documents, tags, self.c)
+        self.model = models[self.c]
         return self
 
     @staticmethod

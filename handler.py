@@ -53,10 +53,14 @@ class EndpointHandler:
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}; allowed: {list(PARAMETERS)}")
         limits = self.limits
-        generation_options(num_tags=parameters.get("num_tags", parameters.get("top_k")),
-                           threshold=parameters.get("threshold"), batch_size=parameters.get("batch_size"),
-                           empty_posts=parameters.get("empty_posts"), max_num_tags=limits["SOG_MAX_NUM_TAGS"],
-                           max_batch_size=limits["SOG_MAX_BATCH_SIZE"])
+        try:
+            generation_options(num_tags=parameters.get("num_tags", parameters.get("top_k")),
+                               threshold=parameters.get("threshold"), batch_size=parameters.get("batch_size"),
+                               empty_posts=parameters.get("empty_posts"), max_num_tags=limits["SOG_MAX_NUM_TAGS"],
+                               max_batch_size=limits["SOG_MAX_BATCH_SIZE"])
+        except ValueError as error:
+            raise ValueError(f"{error} (this endpoint's limits: SOG_MAX_NUM_TAGS={limits['SOG_MAX_NUM_TAGS']}, "
+                             f"SOG_MAX_BATCH_SIZE={limits['SOG_MAX_BATCH_SIZE']})") from None
         posts = inputs if isinstance(inputs, list) else [inputs]
         if not posts:
             raise ValueError('"inputs" is an empty list; send a post or a non-empty list of posts')

@@ -1,6 +1,7 @@
 """Turn a trained model into a Hub-ready folder (weights, code, tokenizer, handler, model card) and push it."""
 
 import fnmatch
+import importlib.metadata
 import json
 import os
 import re
@@ -19,6 +20,7 @@ DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 RUN_RECORDS = ("eval_predictions.jsonl", "validation_predictions.jsonl", "train_summary.json")
 NOT_UPLOADED = ["checkpoints/*", "checkpoints/**", "runs/*", "runs/**", *RUN_RECORDS]
 WIDGET_TEXT_CHARS = 400
+SPACE_GRADIO_VERSION = "6.31.0"
 
 
 def base_model_id(encoder: str | None) -> str | None:
@@ -40,7 +42,7 @@ def widget_examples(model, tokenizer, posts) -> list[dict]:
     return examples
 
 
-def model_card(model, tokenizer, scores: dict, args, example_posts, name: str) -> str:
+def model_card(model, tokenizer, scores: dict, args, examples: list[dict], name: str) -> str:
     """``scores``: ``{"validation": {...}, "test": {...}}`` in %, the chosen epoch's validation scores and the
     test scores of that model (``model-index`` reports test)."""
     config = model.config
@@ -62,7 +64,7 @@ def model_card(model, tokenizer, scores: dict, args, example_posts, name: str) -
         base_model=base_model_id(getattr(args, "model_name_or_path", None)),
         datasets=[dataset] if HUB_ID.fullmatch(dataset) and not os.path.exists(dataset) else None,
         metrics=["precision@k", "recall@k"], model_name=name, eval_results=results,
-        widget=widget_examples(model, tokenizer, example_posts))
+        widget=examples)
     table = "\n".join(["| K | validation P@K | validation R@K | test P@K | test R@K |", "|---|---:|---:|---:|---:|"] + [
         f"| {k} | " + " | ".join(f"{scores[split][f'{m}@{k}']:.2f}" for split in ("validation", "test")
                                  for m in ("precision", "recall")) + " |" for k in (1, 3, 5)])
@@ -115,14 +117,63 @@ or with the model itself:
 from transformers import AutoModel, AutoTokenizer
 
 model = AutoModel.from_pretrained("{where}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{where}")
+tokenizer = AutoTokenizer.from_pretrained("{where}", trust_remote_code=True)   # see below
 model.generate_tags(["How do I merge two dataframes?"], tokenizer, num_tags=5, threshold=0.3)
 ```
 
+The tokenizer is BERT's own, but transformers reads this folder's config (custom code) before any tokenizer,
+so `AutoTokenizer` needs `trust_remote_code=True` too; without it, it asks before reading the config.
+
 An Inference Endpoint runs `handler.py`: send `{{"inputs": "...", "parameters": {{"num_tags": 5}}}}`.
+A Gradio demo lies in `space/`: `sog serve <this folder>` runs it locally; pushed as a Space, it serves this
+model (see `space/README.md`).
 The model is custom code (`trust_remote_code=True`), so the Hub shows the widget examples above with
 their recorded outputs rather than a live widget.
 """
+
+
+def gradio_version() -> str:
+    """The Gradio the app was tested with: the installed one, else the version the project pins for Spaces."""
+    try:
+        return importlib.metadata.version("gradio")
+    except importlib.metadata.PackageNotFoundError:
+        return SPACE_GRADIO_VERSION
+
+
+def space_card(name: str, hub_model_id: str | None) -> str:
+    """The Space's own README front matter (in ``space/``, so the model card stays the model's)."""
+    models = f"models:\n- {hub_model_id}\n" if hub_model_id else ""
+    return f"""---
+title: {name[:60]} tags
+emoji: 🏷️
+colorFrom: blue
+colorTo: green
+sdk: gradio
+sdk_version: {gradio_version()}
+app_file: app.py
+pinned: false
+{models}---
+
+# {name}: tag suggestions
+
+The demo of the tag model `{hub_model_id or name}`: push this folder as a Space
+(`huggingface-cli upload --repo-type space USER/SPACE {Path("space")}`), or run it locally with
+`sog serve MODEL_FOLDER`. `SOG_MODEL` (an environment variable or Space secret) overrides the model it serves.
+"""
+
+
+def write_space(folder: Path, name: str, hub_model_id: str | None, examples: list[dict]):
+    """``space/``: the Gradio app (``space_app.py``, told which Hub model it serves), its card, requirements and
+    the model card's widget examples."""
+    space = folder / "space"
+    space.mkdir(exist_ok=True)
+    app = (REPO / "space_app.py").read_text(encoding="utf-8")
+    app = app.replace("MODEL_ID = None", f"MODEL_ID = {hub_model_id!r}", 1)
+    (space / "app.py").write_text(app, encoding="utf-8")
+    (space / "README.md").write_text(space_card(name, hub_model_id), encoding="utf-8")
+    (space / "requirements.txt").write_text("torch\ntransformers>=5,<6\n", encoding="utf-8")
+    (space / "examples.json").write_text(json.dumps([{"text": e["text"]} for e in examples], indent=1,
+                                                    ensure_ascii=False), encoding="utf-8")
 
 
 def write_hub_folder(model, tokenizer, folder, scores: dict, args=None, example_posts=()):
@@ -131,9 +182,11 @@ def write_hub_folder(model, tokenizer, folder, scores: dict, args=None, example_
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     shutil.copy(REPO / "handler.py", folder / "handler.py")
-    name = getattr(args, "hub_model_id", None) or folder.resolve().name
-    (folder / "README.md").write_text(model_card(model, tokenizer, scores, args, list(example_posts), name),
-                                      encoding="utf-8")
+    hub_model_id = getattr(args, "hub_model_id", None)
+    name = hub_model_id or folder.resolve().name
+    examples = widget_examples(model, tokenizer, list(example_posts))
+    (folder / "README.md").write_text(model_card(model, tokenizer, scores, args, examples, name), encoding="utf-8")
+    write_space(folder, name, hub_model_id, examples)
 
 
 def uploadable_files(folder) -> list[Path]:

@@ -489,7 +489,7 @@ def greedy_set_decoding(step_logits, num_posts, num_tags, threshold, calibration
     for step in range(1, num_tags + 1):
         if not active:
             break
-        logits = step_logits(active, [[t for t, _, _ in chosen[i]] for i in active]).float()
+        logits = step_logits(active, [[t for t, _, _ in chosen[i]] for i in active]).float().clone()
         for row, i in enumerate(active):
             logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
         best_prob, best_tag = logits.softmax(-1).max(-1)
@@ -561,12 +561,12 @@ class SOGForTagGeneration(SOGPreTrainedModel):
             raise ValueError(f"input row {row} has no [MASK] in segment 1 (token_type_ids == 1) to read the next tag "
                              "from; build inputs with model.build_inputs(model.encode_contexts(posts, tokenizer), "
                              "given_tags, tokenizer), or call model.generate_tags(posts, tokenizer)")
-        if not self.layout.packs_instances and bool((per_row > 1).any()):
-            raise ValueError(f"the {self.layout.name!r} attention layout reads one [MASK] per row, found "
-                             f"{int(per_row.max())}; use build_inputs")
         expected = self.config.mask_token_id
         if expected is not None and bool((input_ids[kinds == UNIT_MASK] != expected).any()):
             raise ValueError(f"segment-1 units that are not tags must be [MASK] (id {expected}); use build_inputs")
+        if not self.layout.packs_instances and bool((per_row > 1).any()):
+            raise ValueError(f"the {self.layout.name!r} attention layout reads one [MASK] per row, found "
+                             f"{int(per_row.max())}; use build_inputs")
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, unit_steps=None, labels=None,
                 output_attentions=None, output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:

@@ -283,7 +283,7 @@ def parse_args(argv=None):
     data.add_argument("--validation_split_percentage", type=float, default=5.0,
                       help="share of train (by post group) held out to choose the best epoch, when the corpus has "
                       f"no validation split; at least {MIN_VALIDATION_POSTS} posts where that stays under "
-                      f"{MAX_VALIDATION_SHARE:.0%} of train")
+                      f"{MAX_VALIDATION_SHARE * 100:.0f}%% of train")
     data.add_argument("--max_train_samples", type=int, help="a seeded sample of N train posts")
     data.add_argument("--max_validation_samples", type=int, help="a seeded sample of N validation posts")
     data.add_argument("--max_eval_samples", type=int, help="a seeded sample of N test posts")

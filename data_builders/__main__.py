@@ -114,9 +114,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    corpus, report = build(args.name, data_dir=args.data_dir, config_name=args.config_name, cache_dir=args.cache_dir,
-                           min_tag_freq=args.min_tag_freq, max_tags_per_post=args.max_tags_per_post,
-                           min_score=args.min_score, max_posts=args.max_posts, strict=args.strict or None)
+    try:
+        corpus, report = build(args.name, data_dir=args.data_dir, config_name=args.config_name,
+                               cache_dir=args.cache_dir, min_tag_freq=args.min_tag_freq,
+                               max_tags_per_post=args.max_tags_per_post, min_score=args.min_score,
+                               max_posts=args.max_posts, strict=args.strict or None)
+    except (ValueError, FileNotFoundError) as error:   # bad or empty input: say so, write nothing, exit non-zero
+        raise SystemExit(f"error: {error}") from None
     statistics = statistics_table(corpus_statistics(corpus))
     print(f"\n{args.name}: Table 1 statistics\n{statistics}\n")
     print("\n".join(report.lines()))

@@ -5,8 +5,8 @@ A builder only reads its source format (``read_posts``); this base class turns w
 row or tag it drops, by reason.
 """
 
+import codecs
 import hashlib
-import html
 import os
 import re
 from collections import Counter
@@ -69,13 +69,26 @@ class Rejected:
 
 
 class RowReport:
-    """Counts dropped rows (and dropped tag occurrences) by reason; in strict mode the first drop raises."""
+    """Counts the rows read, written and dropped (by reason), and dropped tag occurrences; in strict mode the
+    first drop raises. ``check_balance`` proves that no row was lost: read = written + dropped."""
 
     def __init__(self, strict: bool = False):
         self.strict = strict
+        self.read = 0
+        self.written = 0
         self.rows = Counter()
         self.first_row = {}
         self.tags_dropped = Counter()
+        self.notes = []        # how the source was read (e.g. a file's detected encoding)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.rows.values())
+
+    def check_balance(self):
+        if self.read != self.written + self.dropped:
+            raise RuntimeError(f"row accounting is off: read {self.read}, wrote {self.written}, dropped {self.dropped} "
+                               f"({dict(self.rows)}); a row was lost without being counted (a builder bug)")
 
     def reject(self, reason: str, where: str):
         if self.strict:
@@ -84,9 +97,11 @@ class RowReport:
         self.first_row.setdefault(reason, where)
 
     def lines(self) -> list[str]:
-        out = [f"  dropped {n} row(s): {reason} (first: {self.first_row[reason]})" for reason, n in self.rows.most_common()]
+        out = [f"  {note}" for note in self.notes]
+        out.append(f"  read {self.read} row(s): wrote {self.written}, dropped {self.dropped}")
+        out += [f"  dropped {n} row(s): {reason} (first: {self.first_row[reason]})" for reason, n in self.rows.most_common()]
         out += [f"  dropped {n} tag occurrence(s): {reason}" for reason, n in self.tags_dropped.most_common()]
-        return out or ["  dropped nothing"]
+        return out
 
 
 @dataclass
@@ -130,6 +145,10 @@ class TagCorpusBuilder(datasets.GeneratorBasedBuilder):
         self.posts_by_split = {"train": [], "test": []}
         for post in posts:
             self.posts_by_split[split_of(post.group or post.id)].append(post)
+        self.report.written = len(posts)
+        self.report.check_balance()
+        if not posts:
+            raise ValueError(f"{self.name}: no post left from {data_dir}\n" + "\n".join(self.report.lines()))
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split": "train"}),
                 datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"split": "test"})]
 
@@ -141,12 +160,15 @@ class TagCorpusBuilder(datasets.GeneratorBasedBuilder):
         config, report = self.config, self.report
         posts, seen = [], set()
         for item in self.read_posts(data_dir):
+            report.read += 1
             if isinstance(item, Rejected):
                 report.reject(item.reason, item.where)
             elif item.id in seen:
                 report.reject("duplicate id", f"id {item.id}")
             elif not item.text.strip() and not item.image.strip():
                 report.reject("no text", f"id {item.id}")
+            elif not item.tags:
+                report.reject("no tags", f"id {item.id}")
             elif config.min_score is not None and (item.score is None or item.score < config.min_score):
                 report.reject(f"score below min_score={config.min_score}", f"id {item.id}")
             elif config.max_tags_per_post is not None and len(item.tags) > config.max_tags_per_post:
@@ -201,10 +223,31 @@ class _HTMLText(HTMLParser):
 
 
 def html_to_text(markup: str) -> str:
-    """Text of an HTML body: tags removed, code kept verbatim, one blank line at most between blocks."""
+    """Text of an HTML body: tags removed, code kept verbatim, one blank line at most between blocks.
+
+    Entities are decoded once, by the parser: ``&amp;lt;`` in the HTML is the text ``&lt;``, not ``<``."""
     parser = _HTMLText()
     parser.feed(markup)
     parser.close()
-    text = html.unescape("".join(parser.parts))
+    text = "".join(parser.parts)
     text = re.sub(r"[ \t]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def detect_encoding(open_binary, name: str) -> str:
+    """``utf-8-sig`` when the file starts with a UTF-8 byte-order mark, else ``utf-8`` when every byte decodes as
+    strict UTF-8, else ``latin-1`` (which decodes anything). ``open_binary()`` opens the file anew."""
+    with open_binary() as stream:
+        head = stream.read(len(codecs.BOM_UTF8))
+        if head == codecs.BOM_UTF8:
+            return "utf-8-sig"
+        decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        chunk = head
+        try:
+            while chunk:
+                decoder.decode(chunk)
+                chunk = stream.read(1 << 20)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "latin-1"
+    return "utf-8"

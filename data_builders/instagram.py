@@ -54,8 +54,14 @@ def post_from_instaloader(metadata: dict, where: str) -> Post | Rejected:
             texts.append(caption_text)
     images = unique(d for d in (image_description(n.get("accessibility_caption")) for n in [node] + children) if d)
     timestamp = node.get("taken_at_timestamp")
+    if timestamp not in (None, "") and (isinstance(timestamp, bool) or not isinstance(timestamp, (int, float))
+                                        and not str(timestamp).strip().isdigit()):
+        return Rejected(f"'taken_at_timestamp' is not a number of seconds ({timestamp!r})", where)
     taken = datetime.fromtimestamp(int(timestamp), tz=timezone.utc).isoformat() if timestamp else ""
-    location = ((node.get("location") or {}).get("name") or "").strip()
+    location = node.get("location") or {}
+    if not isinstance(location, dict) or not isinstance(location.get("name") or "", str):
+        return Rejected(f"'location' is not an object with a 'name' string ({location!r:.60})", where)
+    location = (location.get("name") or "").strip()
     return Post(id=post_id, text="\n".join(texts), tags=unique(tags), image="; ".join(images), location=location,
                 time=taken)
 

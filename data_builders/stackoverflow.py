@@ -9,7 +9,7 @@ import zipfile
 from collections import defaultdict
 from xml.etree import ElementTree
 
-from .common import Post, Rejected, TagCorpusBuilder, TagCorpusConfig, html_to_text, unique
+from .common import Post, Rejected, TagCorpusBuilder, TagCorpusConfig, detect_encoding, html_to_text, unique
 
 KAGGLE_URL = "https://www.kaggle.com/datasets/stackoverflow/stacksample"
 STACKSAMPLE_FILES = ("Questions.csv", "Tags.csv")
@@ -19,26 +19,34 @@ def question_text(title: str, body_html: str) -> str:
     return f"{title.strip()}\n{html_to_text(body_html)}".strip()
 
 
-def _open_stacksample(data_dir: str, name: str):
-    """A text stream over ``name`` from the extracted folder or from any zip inside ``data_dir``."""
+def _binary_opener(data_dir: str, name: str):
+    """A function that opens ``name`` (bytes) from the extracted folder or from any zip inside ``data_dir``."""
     for candidate in (os.path.join(data_dir, name), os.path.join(data_dir, "stacksample", name)):
         if os.path.isfile(candidate):
-            return open(candidate, encoding="latin-1", newline="")
+            return lambda: open(candidate, "rb")
     archives = [data_dir] if data_dir.endswith(".zip") else [
         os.path.join(data_dir, f) for f in sorted(os.listdir(data_dir)) if f.endswith(".zip")]
     for archive in archives:
-        bundle = zipfile.ZipFile(archive)
-        member = next((m for m in bundle.namelist() if os.path.basename(m) == name), None)
-        if member is not None:
-            return io.TextIOWrapper(bundle.open(member), encoding="latin-1", newline="")
-        bundle.close()
+        with zipfile.ZipFile(archive) as bundle:
+            member = next((m for m in bundle.namelist() if os.path.basename(m) == name), None)
+        if member is not None:  # the member keeps its archive open until it is closed itself
+            return lambda: zipfile.ZipFile(archive).open(member)
     raise FileNotFoundError(
         f"stacksample: expected {name} in {data_dir} (the extracted folder or stacksample.zip); "
         f"download the StackSample dataset from {KAGGLE_URL} and pass its folder as --data_dir")
 
 
+def _open_stacksample(data_dir: str, name: str, report):
+    """A text stream over ``name``, in the encoding its bytes show (BOM, then strict UTF-8, then Latin-1: the
+    Kaggle release is Latin-1, re-saved copies are often UTF-8); the report says which was used."""
+    opener = _binary_opener(data_dir, name)
+    encoding = detect_encoding(opener, name)
+    report.notes.append(f"{name}: read as {encoding}")
+    return io.TextIOWrapper(opener(), encoding=encoding, newline="")
+
+
 class StackSample(TagCorpusBuilder):
-    """Kaggle ``stackoverflow/stacksample``: Questions.csv (Latin-1, HTML bodies) and Tags.csv."""
+    """Kaggle ``stackoverflow/stacksample``: Questions.csv (HTML bodies; Latin-1 in the release) and Tags.csv."""
 
     DESCRIPTION = (f"StackSample needs {' and '.join(STACKSAMPLE_FILES)} (or stacksample.zip) in data_dir; "
                    f"download it from {KAGGLE_URL}.")
@@ -51,14 +59,16 @@ class StackSample(TagCorpusBuilder):
 
     def read_posts(self, data_dir):
         csv.field_size_limit(sys.maxsize)
-        tags = defaultdict(list)
-        with _open_stacksample(data_dir, "Tags.csv") as stream:
+        tags, tag_lines = defaultdict(list), defaultdict(list)
+        with _open_stacksample(data_dir, "Tags.csv", self.report) as stream:
             for line, row in enumerate(csv.DictReader(stream), start=2):
                 if not row.get("Id") or not row.get("Tag"):
                     yield Rejected("malformed Tags.csv row (no Id or Tag)", f"Tags.csv line {line}")
                     continue
                 tags[row["Id"].strip()].append(row["Tag"].strip().lower())
-        with _open_stacksample(data_dir, "Questions.csv") as stream:
+                tag_lines[row["Id"].strip()].append(line)
+        questions = set()
+        with _open_stacksample(data_dir, "Questions.csv", self.report) as stream:
             reader = csv.DictReader(stream)
             missing = {"Id", "Title", "Body", "Score", "CreationDate"} - set(reader.fieldnames or ())
             if missing:
@@ -74,8 +84,13 @@ class StackSample(TagCorpusBuilder):
                 if not qid:
                     yield Rejected("malformed Questions.csv row (no Id)", where)
                     continue
+                questions.add(qid)
                 yield Post(id=qid, text=question_text(row["Title"] or "", row["Body"] or ""),
                            tags=unique(tags.get(qid, [])), time=(row["CreationDate"] or "").strip(), score=score)
+        # Tags.csv rows are tags of posts, not posts; those of a question Questions.csv lacks are counted here.
+        for qid in sorted(set(tag_lines) - questions):
+            for line in tag_lines[qid]:
+                yield Rejected("Tags.csv row of a question not in Questions.csv", f"Tags.csv line {line} (Id {qid})")
 
 
 TAG_LIST = re.compile(r"<([^<>]+)>|\|([^|]+)")
@@ -107,9 +122,14 @@ class StackExchange(TagCorpusBuilder):
                     continue
                 attributes = dict(element.attrib)
                 element.clear()
-                if attributes.get("PostTypeId") != "1":
-                    continue  # answers, wiki pages...: not questions, so not posts of this corpus
                 post_id = attributes.get("Id", "").strip()
+                kind = attributes.get("PostTypeId")
+                if kind is None:
+                    yield Rejected("malformed row (no PostTypeId)", f"Posts.xml Id={post_id or '?'}")
+                    continue
+                if kind != "1":  # answers, wiki pages...: not questions, so not posts of this corpus
+                    yield Rejected(f"not a question (PostTypeId={kind})", f"Posts.xml Id={post_id or '?'}")
+                    continue
                 if not post_id:
                     yield Rejected("malformed row (no Id)", "Posts.xml question without Id")
                     continue

@@ -5,7 +5,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, BertConfig, BertModel
 
 from configuration_sog import SOGConfig
 from modeling_sog import default_encoder_path
@@ -25,6 +25,17 @@ def tiny_config(tags=TAGS, **overrides) -> SOGConfig:
 @pytest.fixture(scope="session")
 def tokenizer():
     return AutoTokenizer.from_pretrained(default_encoder_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory):
+    """A saved 2-layer random BERT with the MiniLM tokenizer: train.py runs on it in seconds."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(folder)
+    return str(folder)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ def test_classical_baselines_learn_a_separable_toy_task(model_class):
     posts = [f"apple banana fruit salad {i}" for i in range(20)] + [f"car truck road trip {i}" for i in range(20)]
     tags = [["fruit", "food"]] * 20 + [["vehicle"]] * 20
     if model_class is TfidfLogisticBaseline:
-        model = model_class(c_grid=(1.0, 10.0), n_jobs=1).fit(posts, tags, lambda p, r: {"precision@1": 0.0})
+        model = model_class(c_grid=(1.0, 10.0), n_jobs=1).fit(posts, tags, posts[:4], tags[:4],
+                                                              lambda p, r: {"precision@1": 0.0})
     else:
         model = model_class(n_threads=1).fit(posts, tags)
     predictions = model.predict(["a banana and an apple", "a truck on the road"], 1)

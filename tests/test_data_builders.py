@@ -235,3 +235,87 @@ def test_cli_writes_parquet_and_a_card_that_load_dataset_reads(tmp_path, capsys)
 def test_unknown_builder_is_an_error():
     with pytest.raises(ValueError, match="unknown dataset builder 'reddit'"):
         build("reddit")
+
+
+# ----- every row read is written or counted ---------------------------------------------------------------
+EVERY_KIND_XML = """<?xml version="1.0" encoding="utf-8"?>
+<posts>
+  <row Id="1" PostTypeId="1" Score="5" Title="Kept" Body="&lt;p&gt;a&lt;/p&gt;" Tags="|r|" />
+  <row Id="2" PostTypeId="2" ParentId="1" Score="3" Body="an answer" />
+  <row Id="3" Score="1" Title="No type" Body="b" Tags="|r|" />
+  <row PostTypeId="1" Title="no id" Body="b" Tags="|r|" />
+  <row Id="5" PostTypeId="1" Score="x" Title="Bad score" Body="b" Tags="|r|" />
+  <row Id="6" PostTypeId="1" Score="2" Title="No tags" Body="b" />
+  <row Id="1" PostTypeId="1" Score="5" Title="Duplicate" Body="b" Tags="|r|" />
+  <row Id="8" PostTypeId="1" Score="5" Title="" Body="" Tags="|r|" />
+  <row Id="9" PostTypeId="1" Score="5" Title="Rare tag only" Body="b" Tags="|rare|" />
+  <row Id="10" PostTypeId="1" Score="5" Title="Kept too" Body="b" Tags="|r|" />
+</posts>
+"""
+
+
+def test_every_row_of_a_dump_is_written_or_dropped_for_a_named_reason(tmp_path):
+    (tmp_path / "Posts.xml").write_text(EVERY_KIND_XML, encoding="utf-8")
+    corpus, report = build("stackexchange", data_dir=str(tmp_path), cache_dir=tmp_path / "c", min_tag_freq=2)
+    assert set(rows_by_id(corpus)) == {"1", "10"}
+    assert report.read == 10 and report.written == 2 and report.read == report.written + report.dropped
+    assert dict(report.rows) == {"not a question (PostTypeId=2)": 1, "malformed row (no PostTypeId)": 1,
+                                 "malformed row (no Id)": 1, "malformed row (Score is not an integer)": 1,
+                                 "no tags": 1, "duplicate id": 1, "no text": 1,
+                                 "no tag left after min_tag_freq": 1}
+    assert "read 10 row(s): wrote 2, dropped 8" in "\n".join(report.lines())
+
+
+@pytest.mark.parametrize("content", ["", "this is not XML at all", "<posts></posts>"])
+def test_a_dump_with_no_post_is_an_error_and_writes_nothing(tmp_path, content, capsys):
+    (tmp_path / "Posts.xml").write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match="no post left"):
+        build("stackexchange", data_dir=str(tmp_path), cache_dir=tmp_path / "c")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["stackexchange", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+                  "--cache_dir", str(tmp_path / "c2")])
+    assert exit_info.value.code != 0 and "no post left" in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_html_entities_are_decoded_once():
+    from data_builders.common import html_to_text
+
+    assert html_to_text("<p><code>&amp;lt;div&amp;gt;</code> &amp; &lt;b&gt;</p>") == "&lt;div&gt; & <b>"
+
+
+@pytest.mark.parametrize("encoding,bom,expected", [("utf-8", b"", "utf-8"), ("utf-8", b"\xef\xbb\xbf", "utf-8-sig"),
+                                                   ("latin-1", b"", "latin-1")])
+def test_stacksample_reads_each_encoding_and_says_which(tmp_path, encoding, bom, expected):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "Questions.csv").write_bytes(bom + QUESTIONS.encode(encoding))
+    (raw / "Tags.csv").write_bytes(TAGS.encode(encoding) + b"999,orphan\n")
+    corpus, report = build("stacksample", data_dir=str(raw), cache_dir=tmp_path / "c", min_tag_freq=1)
+    assert rows_by_id(corpus)["80"]["text"].startswith("Café encoding in Python\nHow do I read café & friends?")
+    assert f"Questions.csv: read as {expected}" in "\n".join(report.lines())
+    assert report.rows["Tags.csv row of a question not in Questions.csv"] == 1
+    assert report.read == report.written + report.dropped
+
+
+def test_instaloader_rows_with_odd_fields_are_counted_not_fatal(tmp_path):
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    good = instaloader_post("Ok1", "fine #tag", 1593615120, "Nice")
+    string_location = instaloader_post("Bad1", "x #tag", 1593615120)
+    string_location["node"]["location"] = "Nice, France"
+    text_time = instaloader_post("Bad2", "y #tag", "yesterday")
+    for name, post in (("a", good), ("b", string_location), ("c", text_time)):
+        (folder / f"2020-07-01_14-52-0{len(name)}_{name}_UTC.json").write_text(json.dumps(post), encoding="utf-8")
+    corpus, report = build("instagram", data_dir=str(folder), cache_dir=tmp_path / "c", min_tag_freq=1)
+    assert set(rows_by_id(corpus)) == {"Ok1"}
+    reasons = "\n".join(report.rows)
+    assert "'location' is not an object" in reasons and "'taken_at_timestamp' is not a number" in reasons
+    assert report.read == 3 and report.dropped == 2
+
+
+def test_timestamps_with_a_utc_designator_parse_on_every_supported_python():
+    from processing_sog import parse_timestamp, time_to_words
+
+    assert parse_timestamp("2008-08-01T13:57:07Z").utcoffset().total_seconds() == 0
+    assert time_to_words("2008-08-01T13:57:07Z") == "summer weekday afternoon"

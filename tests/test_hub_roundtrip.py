@@ -20,12 +20,11 @@ TAGS = ["python", "pandas", "dataframe", "javascript", "css", "html", "java", "i
 
 RELOAD = r"""
 import json, sys
+# A user has the folder, not this repo (which an editable install makes importable): hide the repo's modules.
+for name in ("configuration_sog", "modeling_sog", "modeling_br", "modeling_baselines", "processing_sog",
+             "pipeline_sog", "handler"):
+    sys.modules[name] = None
 from transformers import AutoModel, AutoTokenizer, pipeline
-try:
-    import modeling_sog
-    sys.exit("the repo is importable: this would not test the saved folder")
-except ImportError:
-    pass
 folder, posts = sys.argv[1], json.loads(sys.argv[2])
 model = AutoModel.from_pretrained(folder, trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
@@ -48,9 +47,10 @@ def reload_in_fresh_process(folder, workdir):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("model_class", [SOGForTagGeneration, BRForTagRanking])
-def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, model_class):
-    model = model_class.from_encoder(tags=TAGS)
+@pytest.mark.parametrize("model_class,overrides", [(SOGForTagGeneration, {}), (BRForTagRanking, {}),
+                                                   (SOGForTagGeneration, {"attention_layout": "one-pass"})])
+def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, model_class, overrides):
+    model = model_class.from_encoder(tags=TAGS, **overrides)
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     expected = model.generate_tags(POSTS, tokenizer, num_tags=4)
     folder, workdir = tmp_path / "model", tmp_path / "elsewhere"
@@ -61,6 +61,7 @@ def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, mo
             "processing_sog.py", "tokenizer.json"} <= set(os.listdir(folder))
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"]["AutoModel"] == f"{model_class.__module__}.{model_class.__name__}"
+    assert config["attention_layout"] == overrides.get("attention_layout", "paper")
     assert "tag-generation" in config["custom_pipelines"]
 
     got = reload_in_fresh_process(folder, workdir)

@@ -11,25 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 import train
 from data_builders import split_of
-from modeling_sog import default_encoder_path
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--max_train_samples", "48", "--max_validation_samples", "12", "--max_eval_samples", "12", "--max_length", "32", "--num_train_epochs", "2",
          "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none"]
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(folder)
-    return str(folder)
 
 
 def run_train(args, **popen):

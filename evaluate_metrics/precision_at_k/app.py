@@ -31,24 +31,37 @@ def compute_scores(predictions: str, references: str, ks: str = "1, 3, 5") -> di
     return {name: (value if name == "n" else round(100 * value, 2)) for name, value in scores.items()}
 
 
+def score_rows(scores: dict) -> list[list]:
+    """The scores as table rows (metric, value), in the metric's order."""
+    return [[name, value] for name, value in scores.items()]
+
+
 def build_demo():
     import gradio as gr
 
     def run(predictions, references, ks):
         try:
-            return compute_scores(predictions, references, ks)
+            return score_rows(compute_scores(predictions, references, ks))
         except ValueError as error:
             raise gr.Error(str(error))
 
-    return gr.Interface(
-        fn=run,
-        inputs=[gr.Textbox(label="Predictions (ranked, one post per line)", lines=6, value=EXAMPLE_PREDICTIONS),
-                gr.Textbox(label="References (gold tags, one post per line)", lines=6, value=EXAMPLE_REFERENCES),
-                gr.Textbox(label="K", value="1, 3, 5")],
-        outputs=gr.JSON(label="Scores (%)"),
-        title="Precision At K",
-        description=(Path(__file__).with_name("README.md").read_text(encoding="utf-8").split("---", 2)[-1]),
-    )
+    card = Path(__file__).with_name("README.md").read_text(encoding="utf-8").split("---", 2)[-1]
+    with gr.Blocks(title="Precision At K") as demo:
+        gr.Markdown("# Precision At K\nP@K, R@K, F1@K and nDCG@K of ranked tag predictions against gold tag sets.")
+        with gr.Row():
+            with gr.Column():
+                predictions = gr.Textbox(label="Predictions (ranked, one post per line)", lines=6,
+                                         value=EXAMPLE_PREDICTIONS, elem_id="predictions")
+                references = gr.Textbox(label="References (gold tags, one post per line)", lines=6,
+                                        value=EXAMPLE_REFERENCES, elem_id="references")
+                ks = gr.Textbox(label="K", value="1, 3, 5", elem_id="ks")
+                button = gr.Button("Compute", variant="primary", elem_id="compute")
+            scores = gr.Dataframe(headers=["metric", "value (%)"], label="Scores", elem_id="scores",
+                                  interactive=False)
+        button.click(run, inputs=[predictions, references, ks], outputs=scores, api_name="compute")
+        with gr.Accordion("About this metric", open=False):
+            gr.Markdown(card)
+    return demo
 
 
 if __name__ == "__main__":

@@ -1,0 +1,183 @@
+"""What the quality benchmarks share: the split every row of a run sees, one train.py run per seed, the mean and
+spread over seeds, the classical baselines, and one Markdown renderer.
+
+Rules every table follows: the epoch (or the C of TF-IDF + LR) is chosen on the validation split, never on test;
+every neural row is trained with several seeds (``--seeds``) and reported as mean and standard deviation; the
+settings line gives one standard error of P@1 for the test size, and a difference under two standard errors
+reads as a tie.
+"""
+
+import json
+import math
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+import train  # noqa: E402
+from baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline  # noqa: E402
+from data_builders.__main__ import write_folder  # noqa: E402
+
+METRICS = [f"{m}@{k}" for m in ("P", "R") for k in train.K_VALUES]
+CLASSICAL = ("Frequency", "TF-IDF + LR", "Omikuji")
+DEFAULT_SEEDS = (42, 43, 44)
+CORPUS_CARD = ("---\nconfigs:\n- config_name: default\n  data_files:\n" + "".join(
+    f"  - split: {split}\n    path: data/{split}-*\n" for split in ("train", "validation", "test")) + "---\n")
+
+
+def add_run_arguments(parser, budget: dict):
+    """The arguments every quality benchmark takes; ``budget`` holds its defaults (None: all posts)."""
+    parser.add_argument("--dataset", default="debtags", help="as train.py --dataset (default: the full debtags corpus)")
+    parser.add_argument("--data_dir")
+    parser.add_argument("--model_name_or_path", help="encoder for every neural model (default: offline MiniLM)")
+    for name, value in budget.items():
+        kind = float if isinstance(value, float) else int
+        parser.add_argument(f"--{name}", type=kind, default=value, help=f"default: {value}")
+    parser.add_argument("--data_seed", type=int, default=42, help="seed of the train/validation/test samples")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
+                        help="training seeds: every neural row is trained once per seed")
+
+
+def percent_row(scores: dict) -> dict:
+    return {f"{m}@{k}": round(scores[f"{'precision' if m == 'P' else 'recall'}@{k}"], 2)
+            for m in ("P", "R") for k in train.K_VALUES}
+
+
+def prepare_corpus(args, output_dir: Path):
+    """The split every row of a run shares, written as a folder train.py reads: validation carved from the full
+    train split by group hash (train.py's rule), then seeded samples of train, validation and test."""
+    corpus = train.load_corpus(args.dataset, args.data_dir)
+    train_split, validation, source = corpus["train"], corpus.get("validation"), "the corpus's validation split"
+    if validation is None:
+        train_split, validation = train.carve_validation(train_split, 5.0)
+        source = "carved from train by group hash (5 %)"
+    splits = {"train": train.subset(train_split, args.max_train_samples, args.data_seed),
+              "validation": train.subset(validation, args.max_validation_samples, args.data_seed),
+              "test": train.subset(corpus["test"], args.max_eval_samples, args.data_seed)}
+    corpus_dir = output_dir / "corpus"
+    write_folder(splits, str(corpus_dir), CORPUS_CARD)
+    settings = {"dataset": args.dataset, "train_posts": len(splits["train"]),
+                "validation_posts": len(splits["validation"]), "validation": source,
+                "test_posts": len(splits["test"]),
+                "encoder": args.model_name_or_path or "all-MiniLM-L6-v2 (offline)",
+                "seeds": list(args.seeds), "machine": machine()}
+    print("settings: " + json.dumps(settings), flush=True)
+    return splits, corpus_dir, settings
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {torch.get_num_threads()} threads, {'cuda' if torch.cuda.is_available() else 'cpu'}"
+
+
+def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output_dir: Path, budget_args=()) -> dict:
+    """Train one model on the run's split with one seed; ``extra`` train.py arguments come last (they may override
+    the shared budget). The row holds the test scores of the epoch chosen on validation."""
+    output = output_dir / re.sub(r"[^\w.-]+", "_", f"{name}_seed{seed}").strip("_").lower()
+    argv = ["--dataset", str(corpus_dir), "--seed", str(seed), "--output_dir", str(output), "--report_to", "none",
+            "--per_device_eval_batch_size", "64", *budget_args]
+    if args.model_name_or_path:
+        argv += ["--model_name_or_path", args.model_name_or_path]
+    summary = train.main(argv + list(extra))
+    validation_key = f"validation_{summary['metric_for_best_model']}"
+    return {"model": name, "seed": seed, **percent_row(summary["test"]),
+            "validation_P@1": round(summary["validation"]["precision@1"], 2),
+            "best_epoch": summary["best_epoch"], "epochs_run": len(summary["history"]),
+            "validation_by_epoch": [round(row[validation_key], 2) for row in summary["history"]],
+            "train_steps": summary["completed_steps"], "train_seconds": round(summary["train_seconds"], 1),
+            "train_posts_seen": summary["posts_seen"], "stopped_by": summary["stopped_by"],
+            "train_posts_per_s": round(summary["posts_seen"] / max(summary["train_seconds"], 1e-9), 2),
+            "generate_posts_per_s": round(summary["test_posts"] / max(summary["test_generate_seconds"], 1e-9), 2),
+            "test_expected_calibration_error": round(summary["test_calibration"].get("expected_calibration_error",
+                                                                                    float("nan")), 4)}
+
+
+def run_classical(name: str, splits, metric, seed: int) -> dict:
+    """Frequency, TF-IDF + LR (C chosen on validation) or Omikuji, on the same split."""
+    score = lambda predictions, references: train.score(metric, predictions, references)
+    posts = {split: train.posts_of(table) for split, table in splits.items()}
+    tags = {split: [list(t) for t in table["tags"]] for split, table in splits.items()}
+    start = time.perf_counter()
+    if name == "Frequency":
+        model = FrequencyBaseline().fit(tags["train"])
+        fitted = time.perf_counter()
+        predictions = model.predict(len(posts["test"]), max(train.K_VALUES))
+    elif name == "TF-IDF + LR":
+        model = TfidfLogisticBaseline().fit(posts["train"], tags["train"], posts["validation"], tags["validation"], score)
+        fitted = time.perf_counter()
+        predictions = model.predict(posts["test"], max(train.K_VALUES))
+    else:
+        model = OmikujiBaseline().fit(posts["train"], tags["train"])
+        fitted = time.perf_counter()
+        predictions = model.predict(posts["test"], max(train.K_VALUES))
+    done = time.perf_counter()
+    row = {"model": name, "seed": seed, **percent_row(score(predictions, tags["test"])),
+           "train_seconds": round(fitted - start, 1),
+           "train_posts_per_s": round(len(posts["train"]) / max(fitted - start, 1e-9), 2),
+           "generate_posts_per_s": round(len(posts["test"]) / max(done - fitted, 1e-9), 2)}
+    if name == "TF-IDF + LR":
+        row["chosen_C"] = model.c
+    return row
+
+
+def over_seeds(runs: list[dict]) -> dict:
+    """One row from the runs of one model: the mean of every number, the standard deviation of the metrics
+    (``"P@1_std"`` beside ``"P@1"``), and the runs themselves."""
+    row = {"model": runs[0]["model"], "seeds": [run["seed"] for run in runs]}
+    for key, value in runs[0].items():
+        if key in ("model", "seed") or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        values = [run[key] for run in runs]
+        row[key] = round(statistics.fmean(values), 2)
+        if key in METRICS:
+            row[f"{key}_std"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+    row["runs"] = runs
+    return row
+
+
+def p_at_1_standard_error(p_at_1: float, test_posts: int) -> float:
+    """Binomial standard error of P@1 (in points) on this many test posts."""
+    share = p_at_1 / 100
+    return 100 * math.sqrt(share * (1 - share) / max(1, test_posts))
+
+
+def settings_line(settings: dict) -> str:
+    error = p_at_1_standard_error(80, settings["test_posts"])
+    described = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return (f"Settings: {described}\n\nOne standard error of P@1 near 80 on {settings['test_posts']} test posts: "
+            f"{error:.1f} points (of a difference between two rows: {error * math.sqrt(2):.1f}); a difference under "
+            f"two standard errors is a tie. Cells: mean ± standard deviation over the seeds.\n")
+
+
+def markdown(rows: list[dict], settings: dict, columns: list[tuple[str, str, str]]) -> str:
+    """A table: ``columns`` are (header, row key, format) after the metric columns."""
+    lines = ["| model | " + " | ".join(METRICS + [header for header, _, _ in columns]) + " |",
+             "|---" + "|---:" * (len(METRICS) + len(columns)) + "|"]
+    for r in rows:
+        cells = [f"{r[m]:.2f} ± {r.get(m + '_std', 0.0):.2f}" for m in METRICS]
+        cells += [format(r[key], fmt) if isinstance(r.get(key), (int, float)) else "-" for _, key, fmt in columns]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return settings_line(settings) + "\n" + "\n".join(lines) + "\n"
+
+
+def write_results(stem: Path, settings: dict, rows: list[dict], table: str):
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
+    stem.with_suffix(".md").write_text(table)
+
+
+def merged_rows(path: Path, settings: dict, new_rows: list[dict]) -> list[dict]:
+    """The rows of an earlier run with those of this run swapped in (appended when new)."""
+    earlier = json.loads(path.read_text())
+    differing = {k for k in settings if k != "machine" and earlier["settings"].get(k) != settings[k]}
+    if differing:
+        raise ValueError(f"--update: {path} was made with other settings ({sorted(differing)})")
+    fresh = {row["model"]: row for row in new_rows}
+    rows = [fresh.pop(row["model"], row) for row in earlier["rows"]]
+    return rows + list(fresh.values())

@@ -1,0 +1,75 @@
+"""Quality at equal cost: BR-EF, SOG (paper layout) and SOG (one-pass layout) each trained for the same wall-clock
+budget on this machine, on the full debtags corpus, next to Omikuji and TF-IDF + LR on the same split.
+
+    python benchmarks/equal_cost.py                              # 35 minutes of training per neural model
+    python benchmarks/equal_cost.py --max_train_minutes 2 --max_train_samples 2000 --max_eval_samples 300   # a look
+
+Split: the builder's source-package train/test split, all test posts; the validation split is carved from
+train by group hash (``train.py``'s rule) and sampled. Each neural model trains until ``--max_train_minutes`` of
+training time (evaluation excluded) runs out, ending after that step, with validation scored at each epoch end
+and at the end; the test split is scored once, on the epoch chosen on validation. The models run one after the
+other, alone on the machine. Writes benchmarks/results/equal_cost.{json,md}.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import CLASSICAL, REPO, add_run_arguments, markdown, over_seeds, prepare_corpus, run_classical, \
+    run_neural, write_results  # noqa: E402
+
+import train  # noqa: E402
+
+NEURAL = {
+    "BR-EF (sigmoid)": ["--model", "br"],
+    "SOG 1-to-M, paper layout": ["--model", "sog", "--attention_layout", "paper"],
+    "SOG 1-to-M, one-pass layout": ["--model", "sog", "--attention_layout", "one-pass"],
+}
+BUDGET = {"max_train_minutes": 35.0, "max_train_samples": None, "max_validation_samples": 500,
+          "max_eval_samples": None, "max_length": 64, "batch_size": 32, "learning_rate": 1e-4}
+COLUMNS = [("train min", "train_minutes", ".1f"), ("posts trained", "train_posts_seen", ".0f"),
+           ("steps", "train_steps", ".0f"), ("best epoch", "best_epoch", ".0f"),
+           ("generate posts/s", "generate_posts_per_s", ".1f")]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(p, BUDGET)
+    p.set_defaults(seeds=[42])
+    p.add_argument("--models", nargs="+", choices=list(NEURAL) + list(CLASSICAL[1:]),
+                   default=list(NEURAL) + list(CLASSICAL[1:]))
+    p.add_argument("--output_dir", default="outputs/equal_cost")
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "equal_cost"))
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    splits, corpus_dir, settings = prepare_corpus(args, output_dir)
+    settings.update(max_train_minutes=args.max_train_minutes, max_length=args.max_length, batch_size=args.batch_size,
+                    learning_rate=args.learning_rate)
+    budget = ["--max_train_minutes", str(args.max_train_minutes), "--num_train_epochs", "100",
+              "--max_length", str(args.max_length), "--per_device_train_batch_size", str(args.batch_size),
+              "--learning_rate", str(args.learning_rate)]
+    metric = train.load_tag_metric()
+    rows, table = [], ""
+    for name in args.models:
+        start = time.perf_counter()
+        runs = [run_neural(name, NEURAL[name], args, corpus_dir, seed, output_dir, budget) if name in NEURAL
+                else run_classical(name, splits, metric, seed) for seed in args.seeds]
+        row = over_seeds(runs)
+        row["train_minutes"] = round(row["train_seconds"] / 60, 1)
+        rows.append(row)
+        print(f"== {name}: P@1 {row['P@1']:.2f} R@5 {row['R@5']:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)
+        table = markdown(rows, settings, COLUMNS)
+        write_results(Path(args.results), settings, rows, table)   # after every row: a stopped run keeps its rows
+    print("\n" + table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

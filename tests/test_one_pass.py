@@ -1,0 +1,136 @@
+"""The one-pass attention layout: what it promises (order-free [MASK], context blind to tags, tags blind to each
+other), packed training equal to unpacked, cached generation equal to uncached; and AR's packed/cached twins."""
+
+import itertools
+
+import pytest
+import torch
+
+from conftest import TAGS, labels_of, tiny_config
+from modeling_baselines import ARForTagGeneration
+from modeling_sog import UNIT_CONTEXT, UNIT_TAG, SOGForTagGeneration, unit_kinds
+from sog_data import InstanceCollator, epoch_instances
+
+POSTS = ["short", "", "a much longer post about css selectors, html tables and a few more words",
+         {"text": "java streams", "location": "Nice", "time": "2021-03-06T20:15:00"}]
+
+
+def one_pass(**overrides):
+    torch.manual_seed(0)
+    model = SOGForTagGeneration(tiny_config(attention_layout="one-pass", **overrides)).eval()
+    with torch.no_grad():  # unit-scale tag embeddings, so that which tags are given changes the outputs a lot
+        model.tag_embeddings.weight.normal_(0.0, 1.0)
+    return model
+
+
+def states(model, batch):
+    with torch.no_grad():
+        return model.encode(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state
+
+
+def test_mask_output_is_exactly_invariant_to_the_order_of_the_tags_given(tokenizer):
+    model = one_pass()
+    contexts = model.encode_contexts([POSTS[3]], tokenizer)
+    reference = model(**model.build_inputs(contexts, [[0, 1, 4, 6]], tokenizer)).logits
+    for order in itertools.permutations([0, 1, 4, 6]):
+        logits = model(**model.build_inputs(contexts, [list(order)], tokenizer)).logits
+        assert torch.allclose(logits, reference, atol=1e-5)
+    fewer = model(**model.build_inputs(contexts, [[0, 1, 4]], tokenizer)).logits
+    assert (fewer - reference).abs().max() > 1e-3          # the tags given do matter
+
+
+def test_context_states_do_not_depend_on_the_tags_that_follow(tokenizer):
+    model = one_pass()
+    contexts = model.encode_contexts(POSTS, tokenizer)
+    plain = model.build_inputs(contexts, [[] for _ in contexts], tokenizer)
+    tagged = model.build_inputs(contexts, [[0, 1, 2], [5], [7, 6, 5, 4], [3]], tokenizer)
+    kinds = unit_kinds(plain["input_ids"], plain["token_type_ids"], plain["attention_mask"], model.tag_offset)
+    context = kinds == UNIT_CONTEXT
+    a, b = states(model, plain), states(model, tagged)
+    width = plain["input_ids"].size(1)
+    assert torch.allclose(a[context], b[:, :width][context], atol=1e-5)
+    paper = SOGForTagGeneration(tiny_config()).eval()       # the paper's layout: the tags change the context
+    paper.load_state_dict(model.state_dict())
+    assert (states(paper, plain)[context] - states(paper, tagged)[:, :width][context]).abs().max() > 1e-3
+
+
+def test_a_tag_state_depends_only_on_the_context_and_the_tag(tokenizer):
+    model = one_pass()
+    contexts = model.encode_contexts([POSTS[2]] * 2, tokenizer)
+    batch = model.build_inputs(contexts, [[3, 0, 1], [5, 3, 7, 2]], tokenizer)
+    hidden = states(model, batch)
+    kinds = unit_kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], model.tag_offset)
+    tag_three = (batch["input_ids"] == model.tag_offset + 3) & (kinds == UNIT_TAG)
+    first, second = hidden[tag_three]
+    assert torch.allclose(first, second, atol=1e-5)
+
+
+def packed_and_unpacked(model, tokenizer, scheme="1-to-M"):
+    contexts = model.encode_contexts(POSTS, tokenizer)
+    groups = epoch_instances([[0, 1, 2], [3], [4, 5, 6, 7], [1, 2]], scheme, "all", seed=3)
+    collate = InstanceCollator(model, tokenizer, contexts)
+    return collate(groups), collate([inst for group in groups for inst in group])
+
+
+@pytest.mark.parametrize("scheme", ["1-to-M", "1-to-1"])
+def test_a_packed_batch_gives_the_loss_and_gradients_of_the_same_instances_unpacked(tokenizer, scheme):
+    model = one_pass()
+    packed, unpacked = packed_and_unpacked(model, tokenizer, scheme)
+    assert packed["input_ids"].size(0) == 4 and unpacked["input_ids"].size(0) == 10
+    gradients = []
+    for batch in (packed, unpacked):
+        model.zero_grad()
+        out = model(**batch)
+        out.loss.backward()
+        gradients.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        gradients[-1]["logits"], gradients[-1]["loss"] = out.logits.detach(), out.loss.detach()
+    assert torch.allclose(gradients[0]["logits"], gradients[1]["logits"], atol=1e-5)
+    assert gradients[0]["loss"].item() == pytest.approx(gradients[1]["loss"].item(), abs=1e-5)
+    for name, grad in gradients[0].items():
+        assert torch.allclose(grad, gradients[1][name], atol=1e-5), name
+
+
+def test_the_paper_layout_refuses_to_pack(tokenizer):
+    model = SOGForTagGeneration(tiny_config())
+    with pytest.raises(ValueError, match="cannot pack"):
+        model.build_packed_inputs(model.encode_contexts(["x"], tokenizer), [[0, 1]], [[0, 1]], tokenizer)
+
+
+@pytest.mark.parametrize("with_threshold", [False, True])
+def test_cached_generation_equals_the_uncached_computation(tokenizer, with_threshold):
+    """A padded batch of posts of different lengths, an empty post among them; with a threshold some posts
+    stop early while the others go on."""
+    model = one_pass()
+    threshold = None
+    if with_threshold:   # the median score of a free run: some posts stop early, not all
+        free = model.generate_tags(POSTS, tokenizer, num_tags=6)
+        threshold = sorted(t["score"] for row in free for t in row)[len(POSTS) * 6 // 2]
+    cached = model.generate_tags(POSTS, tokenizer, num_tags=6, threshold=threshold, batch_size=4)
+    uncached = model.generate_tags(POSTS, tokenizer, num_tags=6, threshold=threshold, batch_size=4, use_cache=False)
+    assert [labels_of(row) for row in cached] == [labels_of(row) for row in uncached]
+    assert any(len(row) < 6 for row in cached) == with_threshold
+    assert any(len(row) > 0 for row in cached)
+    for a, b in zip(cached, uncached):
+        assert [t["step_probability"] for t in a] == pytest.approx([t["step_probability"] for t in b], abs=1e-5)
+
+
+def test_flash_attention_is_refused_for_the_one_pass_layout(tokenizer):
+    model = one_pass()
+    model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="4-D attention mask"):
+        model.generate_tags(["x"], tokenizer)
+
+
+def test_ar_packs_a_post_into_one_teacher_forced_pass_and_caches_its_encoder(tokenizer):
+    torch.manual_seed(0)
+    model = ARForTagGeneration(tiny_config()).eval()
+    packed, unpacked = packed_and_unpacked(model, tokenizer)
+    with torch.no_grad():
+        a, b = model(**packed), model(**unpacked)
+    assert torch.allclose(a.logits, b.logits, atol=1e-5) and a.loss.item() == pytest.approx(b.loss.item(), abs=1e-5)
+    cached = model.generate_tags(POSTS, tokenizer, num_tags=5)
+    uncached = model.generate_tags(POSTS, tokenizer, num_tags=5, use_cache=False)
+    assert [labels_of(row) for row in cached] == [labels_of(row) for row in uncached]
+    for x, y in zip(cached, uncached):
+        assert [t["score"] for t in x] == pytest.approx([t["score"] for t in y], abs=1e-5)
+    assert sorted(labels_of(model.generate_tags(["x"], tokenizer, num_tags=20)[0])) == sorted(TAGS)
