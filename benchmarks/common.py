@@ -57,7 +57,8 @@ def prepare_corpus(args, output_dir: Path):
     train_split, validation, source = corpus["train"], corpus.get("validation"), "the corpus's validation split"
     if validation is None:
         train_split, validation = train.carve_validation(train_split, 5.0)
-        source = "carved from train by group hash (5 %)"
+        source = (f"carved from train by group hash ({len(validation)} posts: 5 %, at least "
+                  f"{train.MIN_VALIDATION_POSTS})")
     splits = {"train": train.subset(train_split, args.max_train_samples, args.data_seed),
               "validation": train.subset(validation, args.max_validation_samples, args.data_seed),
               "test": train.subset(corpus["test"], args.max_eval_samples, args.data_seed)}
@@ -139,6 +140,21 @@ def over_seeds(runs: list[dict]) -> dict:
             row[f"{key}_std"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
     row["runs"] = runs
     return row
+
+
+def measure_rows(names, seeds, run_one, on_row=None) -> list[dict]:
+    """One row per name, each from ``run_one(name, seed)`` for every seed; ``on_row(rows)`` after each row (to
+    write the results as they come, so a stopped run keeps what it measured)."""
+    rows = []
+    for name in names:
+        start = time.perf_counter()
+        rows.append(over_seeds([run_one(name, seed) for seed in seeds]))
+        row = rows[-1]
+        print(f"== {name}: P@1 {row['P@1']:.2f} ± {row['P@1_std']:.2f}, R@5 {row['R@5']:.2f} ± {row['R@5_std']:.2f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        if on_row:
+            on_row(rows)
+    return rows
 
 
 def p_at_1_standard_error(p_at_1: float, test_posts: int) -> float:

@@ -13,12 +13,11 @@ other, alone on the machine. Writes benchmarks/results/equal_cost.{json,md}.
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CLASSICAL, REPO, add_run_arguments, markdown, over_seeds, prepare_corpus, run_classical, \
+from common import CLASSICAL, REPO, add_run_arguments, markdown, measure_rows, prepare_corpus, run_classical, \
     run_neural, write_results  # noqa: E402
 
 import train  # noqa: E402
@@ -56,18 +55,17 @@ def main(argv=None):
               "--max_length", str(args.max_length), "--per_device_train_batch_size", str(args.batch_size),
               "--learning_rate", str(args.learning_rate)]
     metric = train.load_tag_metric()
-    rows, table = [], ""
-    for name in args.models:
-        start = time.perf_counter()
-        runs = [run_neural(name, NEURAL[name], args, corpus_dir, seed, output_dir, budget) if name in NEURAL
-                else run_classical(name, splits, metric, seed) for seed in args.seeds]
-        row = over_seeds(runs)
-        row["train_minutes"] = round(row["train_seconds"] / 60, 1)
-        rows.append(row)
-        print(f"== {name}: P@1 {row['P@1']:.2f} R@5 {row['R@5']:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)
-        table = markdown(rows, settings, COLUMNS)
-        write_results(Path(args.results), settings, rows, table)   # after every row: a stopped run keeps its rows
-    print("\n" + table)
+
+    def run_one(name, seed):
+        if name not in NEURAL:
+            return run_classical(name, splits, metric, seed)
+        row = run_neural(name, NEURAL[name], args, corpus_dir, seed, output_dir, budget)
+        return {**row, "train_minutes": round(row["train_seconds"] / 60, 1)}
+
+    stem = Path(args.results)
+    rows = measure_rows(args.models, args.seeds, run_one,
+                        on_row=lambda rows: write_results(stem, settings, rows, markdown(rows, settings, COLUMNS)))
+    print("\n" + stem.with_suffix(".md").read_text())
     return rows
 
 

@@ -16,12 +16,11 @@ Writes benchmarks/results/paper_table.{json,md,png}.
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (CLASSICAL, METRICS, REPO, add_run_arguments, markdown, merged_rows, over_seeds,  # noqa: E402
+from common import (CLASSICAL, REPO, add_run_arguments, markdown, measure_rows, merged_rows,  # noqa: E402
                     prepare_corpus, run_classical, run_neural, write_results)
 
 import train  # noqa: E402
@@ -98,14 +97,9 @@ def main(argv=None):
     settings.update(max_length=args.max_length, epochs=args.num_train_epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate)
     metric = train.load_tag_metric()
-    rows = []
-    for name in wanted:
-        start = time.perf_counter()
-        runs = [run_neural(name, NEURAL[name], args, corpus_dir, seed, output_dir, budget_arguments(args))
-                if name in NEURAL else run_classical(name, splits, metric, seed) for seed in args.seeds]
-        rows.append(over_seeds(runs))
-        print(f"== {name}: P@1 {rows[-1]['P@1']:.2f} ± {rows[-1]['P@1_std']:.2f}, R@5 {rows[-1]['R@5']:.2f} ± "
-              f"{rows[-1]['R@5_std']:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    rows = measure_rows(wanted, args.seeds, lambda name, seed: run_neural(
+        name, NEURAL[name], args, corpus_dir, seed, output_dir, budget_arguments(args)) if name in NEURAL
+        else run_classical(name, splits, metric, seed))
 
     results = Path(args.results_dir)
     stem = results / (args.results_name or ("paper_table_device" if args.device_scale else "paper_table"))

@@ -13,12 +13,11 @@ Writes benchmarks/results/sog_ablation.{json,md} after every row, so a stopped r
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, add_run_arguments, markdown, merged_rows, over_seeds, prepare_corpus, run_neural, \
+from common import REPO, add_run_arguments, markdown, measure_rows, merged_rows, prepare_corpus, run_neural, \
     write_results  # noqa: E402
 from paper_table import budget_arguments  # noqa: E402
 
@@ -58,19 +57,16 @@ def main(argv=None):
     settings.update(max_length=args.max_length, epochs=args.num_train_epochs, batch_size=args.batch_size,
                     learning_rate=args.learning_rate)
     results = Path(args.results)
-    new_rows, table = [], ""
-    for name in args.variants:
-        start = time.perf_counter()
-        runs = [{**run_neural(name, VARIANTS[name], args, corpus_dir, seed, output_dir, budget_arguments(args)),
-                 "arguments": VARIANTS[name]} for seed in args.seeds]
-        new_rows.append({**over_seeds(runs), "arguments": VARIANTS[name]})
-        print(f"== {name}: P@1 {new_rows[-1]['P@1']:.2f} ± {new_rows[-1]['P@1_std']:.2f}, R@5 {new_rows[-1]['R@5']:.2f}"
-              f" ({time.perf_counter() - start:.0f} s)", flush=True)
-        rows = merged_rows(results.with_suffix(".json"), settings, new_rows) if args.update else new_rows
-        table = markdown(rows, settings, COLUMNS)
-        write_results(results, settings, rows, table)
-    print("\n" + table)
-    return new_rows
+
+    def write(rows):
+        rows = merged_rows(results.with_suffix(".json"), settings, rows) if args.update else rows
+        write_results(results, settings, rows, markdown(rows, settings, COLUMNS))
+
+    rows = measure_rows(args.variants, args.seeds, lambda name, seed: {**run_neural(
+        name, VARIANTS[name], args, corpus_dir, seed, output_dir, budget_arguments(args)), "arguments": VARIANTS[name]},
+                        on_row=write)
+    print("\n" + results.with_suffix(".md").read_text())
+    return rows
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from configuration_sog import SOGConfig
-from modeling_sog import default_encoder_path
+from modeling_sog import SOGForTagGeneration, default_encoder_path
 
 TAGS = ["python", "pandas", "javascript", "css", "html", "java", "sql", "regex"]
 
@@ -36,6 +36,26 @@ def tiny_encoder(tmp_path_factory):
                          intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
     AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(folder)
     return str(folder)
+
+
+EXAMPLE_POSTS = ["How do I select rows of a pandas dataframe by a condition?", "a second example"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory, tokenizer):
+    """A tiny random SOG model saved the way train.py saves one (tokenizer, handler, card, Space). Its tag
+    embeddings are unit-scale, so different posts get different tags."""
+    from hub_folder import write_hub_folder
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    torch.manual_seed(0)
+    model = SOGForTagGeneration(tiny_config()).eval()
+    with torch.no_grad():
+        model.tag_embeddings.weight.normal_(0.0, 1.0)
+    scores = {split: {f"{m}@{k}": 0.0 for m in ("precision", "recall") for k in (1, 3, 5)}
+              for split in ("validation", "test")}
+    write_hub_folder(model, tokenizer, folder, scores=scores, example_posts=EXAMPLE_POSTS)
+    return folder
 
 
 @pytest.fixture

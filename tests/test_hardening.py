@@ -19,37 +19,21 @@ TEXT = "a python library to read and write spreadsheets"
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory, tokenizer):
-    """A tiny SOG folder saved as train.py saves one (handler and pipeline included)."""
-    from hub_folder import write_hub_folder
-
-    folder = tmp_path_factory.mktemp("hardening-model")
-    torch.manual_seed(0)
-    model = SOGForTagGeneration(tiny_config()).eval()
-    with torch.no_grad():
-        model.tag_embeddings.weight.normal_(0.0, 1.0)
-    scores = {split: {f"{m}@{k}": 0.0 for m in ("precision", "recall") for k in (1, 3, 5)}
-              for split in ("validation", "test")}
-    write_hub_folder(model, tokenizer, folder, scores=scores, example_posts=["an example post"])
-    return folder
-
-
-@pytest.fixture(scope="module")
-def handler(saved):
-    sys.path.insert(0, str(saved))
+def handler(tiny_model_folder):
+    sys.path.insert(0, str(tiny_model_folder))
     try:
         from handler import EndpointHandler
 
-        yield EndpointHandler(str(saved))
+        yield EndpointHandler(str(tiny_model_folder))
     finally:
-        sys.path.remove(str(saved))
+        sys.path.remove(str(tiny_model_folder))
 
 
 @pytest.fixture(scope="module")
-def tagger(saved):
+def tagger(tiny_model_folder):
     from transformers import pipeline
 
-    return pipeline("tag-generation", model=str(saved), trust_remote_code=True)
+    return pipeline("tag-generation", model=str(tiny_model_folder), trust_remote_code=True)
 
 
 def sog_model():
@@ -106,7 +90,7 @@ def test_bad_parameters_are_refused_alike_by_every_entry_point(tokenizer, tagger
             call()
 
 
-def test_the_handler_caps_requests(saved, handler, monkeypatch):
+def test_the_handler_caps_requests(tiny_model_folder, handler, monkeypatch):
     with pytest.raises(ValueError, match="SOG_MAX_NUM_TAGS"):
         handler({"inputs": "x", "parameters": {"num_tags": 10 ** 9}})
     with pytest.raises(ValueError, match="SOG_MAX_INPUTS"):
@@ -123,10 +107,10 @@ def test_the_handler_caps_requests(saved, handler, monkeypatch):
     from handler import EndpointHandler
 
     with pytest.raises(ValueError, match="at most 2"):
-        EndpointHandler(str(saved))({"inputs": ["a", "b", "c"]})
+        EndpointHandler(str(tiny_model_folder))({"inputs": ["a", "b", "c"]})
     monkeypatch.setenv("SOG_MAX_INPUTS", "many")
     with pytest.raises(ValueError, match="SOG_MAX_INPUTS must be a whole number"):
-        EndpointHandler(str(saved))
+        EndpointHandler(str(tiny_model_folder))
     assert len(handler({"inputs": ["a", "b"], "parameters": {"num_tags": 20}})[0]) == len(TAGS)
 
 
@@ -154,10 +138,10 @@ def test_empty_posts_get_the_prior_nothing_or_an_error_as_asked(tokenizer, tagge
 
 
 # ----- Hugging Face idioms ------------------------------------------------------------------------------------
-def test_labels_are_the_tags(saved, tagger):
+def test_labels_are_the_tags(tiny_model_folder, tagger):
     model = sog_model()
     assert model.config.id2label == dict(enumerate(TAGS)) and model.config.num_labels == len(TAGS)
-    config = json.loads((saved / "config.json").read_text())
+    config = json.loads((tiny_model_folder / "config.json").read_text())
     assert config["id2label"] == {str(i): tag for i, tag in enumerate(TAGS)}
     assert tagger("x", top_k=2) == tagger("x", num_tags=2) and len(tagger("x", top_k=2)) == 2
 
@@ -174,9 +158,9 @@ print(tagger("word " * 5000)[0]["label"], again("x")[0]["label"], model.generate
 """
 
 
-def test_a_folder_loads_without_prompt_or_warning(saved, tmp_path):
+def test_a_folder_loads_without_prompt_or_warning(tiny_model_folder, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", LOAD_AS_THE_README_SAYS, str(saved)], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-c", LOAD_AS_THE_README_SAYS, str(tiny_model_folder)], cwd=tmp_path,
                           env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]

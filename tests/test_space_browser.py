@@ -6,45 +6,28 @@ import json
 import sys
 
 import pytest
-import torch
 
 import browser
-from conftest import tiny_config
+from conftest import EXAMPLE_POSTS
 from modeling_sog import SOGForTagGeneration
 
 pytestmark = pytest.mark.skipif(browser.missing_browser() is not None, reason=str(browser.missing_browser()))
 
-POST = {"text": "How do I select rows of a pandas dataframe by a condition?", "location": "python"}
+POST = {"text": EXAMPLE_POSTS[0], "location": "python"}
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory, tokenizer):
-    """A tiny model saved the way train.py saves one, Space included."""
-    from hub_folder import write_hub_folder
-
-    folder = tmp_path_factory.mktemp("space-model")
-    torch.manual_seed(0)
-    model = SOGForTagGeneration(tiny_config()).eval()
-    with torch.no_grad():
-        model.tag_embeddings.weight.normal_(0.0, 1.0)
-    scores = {split: {f"{m}@{k}": 0.0 for m in ("precision", "recall") for k in (1, 3, 5)}
-              for split in ("validation", "test")}
-    write_hub_folder(model, tokenizer, folder, scores=scores, example_posts=[POST["text"], "a second example"])
-    return folder
-
-
-def test_the_model_folder_carries_a_space_that_does_not_touch_the_model_card(model_folder):
-    space = model_folder / "space"
+def test_the_model_folder_carries_a_space_that_does_not_touch_the_model_card(tiny_model_folder):
+    space = tiny_model_folder / "space"
     card = (space / "README.md").read_text()
     assert "sdk: gradio" in card and "app_file: app.py" in card
-    assert "sdk: gradio" not in (model_folder / "README.md").read_text()       # the model card stays a model card
+    assert "sdk: gradio" not in (tiny_model_folder / "README.md").read_text()       # the model card stays a model card
     assert json.loads((space / "examples.json").read_text())[0]["text"] == POST["text"]
     assert "MODEL_ID = None" in (space / "app.py").read_text()
 
 
-def test_the_tag_demo_shows_what_generate_tags_gives(model_folder, tmp_path, tokenizer):
+def test_the_tag_demo_shows_what_generate_tags_gives(tiny_model_folder, tmp_path, tokenizer):
     port = browser.free_port()
-    server = browser.start_app(browser.serve_command(model_folder, port), port)
+    server = browser.start_app(browser.serve_command(tiny_model_folder, port), port)
     driver = browser.browser(tmp_path / "profile")
     try:
         rows = browser.suggest_in_page(driver, f"http://127.0.0.1:{port}", POST)
@@ -53,7 +36,7 @@ def test_the_tag_demo_shows_what_generate_tags_gives(model_folder, tmp_path, tok
     finally:
         driver.quit()
         browser.stop_app(server)
-    model = SOGForTagGeneration.from_pretrained(model_folder).eval()
+    model = SOGForTagGeneration.from_pretrained(tiny_model_folder).eval()
     [expected] = model.generate_tags([POST], tokenizer, num_tags=model.config.num_tags_to_generate)
     assert [row[0] for row in rows] == [tag["label"] for tag in expected]
     assert [float(row[1]) for row in rows] == pytest.approx([tag["score"] for tag in expected], abs=1e-3)
