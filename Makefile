@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 # The oldest Python setup.cfg allows; `make check-py310` runs what needs no torch (input processing, builders) on it.
-PY310 ?= $(shell command -v python3.10 2>/dev/null || echo $(HOME)/.pyenv/versions/3.10.13/bin/python3.10)
+# (pyenv's own interpreter first: its python3.10 shim refuses to run unless 3.10 is a selected version.)
+PY310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10))
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export GRADIO_ANALYTICS_ENABLED ?= False
@@ -28,6 +29,7 @@ demo: install
 	$(PY) demo.py
 
 check-py310:
+	@test -n "$(PY310)" || { echo "check-py310: no Python 3.10 found (pyenv install 3.10, or make PY310=/path/to/python3.10)"; exit 1; }
 	$(PY310) -m venv .venv310
 	.venv310/bin/python -m pip install -q --upgrade pip
 	.venv310/bin/python -m pip install -q "datasets>=5,<6" pyarrow lz4 pytest

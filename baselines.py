@@ -52,6 +52,9 @@ class TfidfLogisticBaseline:
 
         vectorizer, binarizer = _vectorizer(), MultiLabelBinarizer(sparse_output=True)
         features, targets = vectorizer.fit_transform(documents), binarizer.fit_transform(tags)
+        # Canonical (sorted, deduplicated) indices: joblib hands large matrices to its workers read-only, and
+        # scipy would otherwise try to sort them in place there ("WRITEBACKIFCOPY base is read-only").
+        features.sum_duplicates()
         classifier = OneVsRestClassifier(LogisticRegression(C=c, solver="liblinear"), n_jobs=self.n_jobs)
         classifier.fit(features, targets)
         return vectorizer, binarizer, classifier

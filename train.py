@@ -460,7 +460,7 @@ def main(argv=None) -> dict:
 
     metric = load_tag_metric()
     budget_seconds = args.max_train_minutes * 60 if args.max_train_minutes else None
-    instances_seen = posts_seen = 0
+    instances_seen = 0
     stop_reason = "epochs"
     for epoch in range(state.epoch, args.num_train_epochs):
         model.train()
@@ -486,7 +486,6 @@ def main(argv=None) -> dict:
                 optimizer.zero_grad()
             state.batches_done += 1
             instances_seen += batch["labels"].size(0)
-            posts_seen += rows_of(batch)
             now = time.perf_counter()
             state.train_seconds += now - step_start
             step_start = now
@@ -532,7 +531,8 @@ def main(argv=None) -> dict:
     summary = finish(accelerator, model, tokenizer, output_dir, args, state, metric, test_split, test_posts,
                      test_gold, validation_split, validation_gold,
                      {"train_posts": len(train_posts), "instances_per_epoch": instances_per_epoch,
-                      "instances_seen": instances_seen, "posts_seen": posts_seen, "stopped_by": stop_reason,
+                      "instances_seen": instances_seen, "epochs_trained": instances_seen / instances_per_epoch,
+                      "stopped_by": stop_reason,
                       "validation_source": validation_source, "validation_posts": len(validation_posts),
                       "test_posts": len(test_posts)})
     # The DDP wrapper's reducer holds the process group. If it is the group's last holder, the group is torn
@@ -543,11 +543,6 @@ def main(argv=None) -> dict:
     accelerator.free_memory()
     accelerator.end_training()
     return summary
-
-
-def rows_of(batch) -> int:
-    """Posts in a batch: rows, except for BR-LF whose rows are fields."""
-    return int(batch["field_owner"].max()) + 1 if "field_owner" in batch else batch["input_ids"].size(0)
 
 
 def out_of_time(accelerator, mine: bool) -> bool:
@@ -630,7 +625,7 @@ def finish(accelerator, model, tokenizer, output_dir, args, state, metric, test_
         checksum = sum(p.double().sum() for p in chosen.parameters()).reshape(1)
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
     seen = accelerator.gather(torch.tensor([counts["instances_seen"]], device=accelerator.device)).tolist()
-    summary = {"history": state.history, "metric_for_best_model": args.metric_for_best_model,
+    summary = {"args": vars(args), "history": state.history, "metric_for_best_model": args.metric_for_best_model,
                "best_epoch": state.best_epoch, "validation": validation, "test": test,
                "test_generate_seconds": test_generate_seconds,
                "test_calibration": calibration_report(test_predictions, test_gold),

@@ -43,6 +43,8 @@ def add_run_arguments(parser, budget: dict):
     parser.add_argument("--data_seed", type=int, default=42, help="seed of the train/validation/test samples")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
                         help="training seeds: every neural row is trained once per seed")
+    parser.add_argument("--reuse_runs", action="store_true",
+                        help="read runs whose folder already holds a summary made with the same train.py arguments")
 
 
 def percent_row(scores: dict) -> dict:
@@ -79,21 +81,32 @@ def machine() -> str:
 
 def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output_dir: Path, budget_args=()) -> dict:
     """Train one model on the run's split with one seed; ``extra`` train.py arguments come last (they may override
-    the shared budget). The row holds the test scores of the epoch chosen on validation."""
+    the shared budget). The row holds the test scores of the epoch chosen on validation. With ``--reuse_runs``, a
+    run folder whose train_summary.json was made with the same train.py arguments is read instead of retrained
+    (a benchmark stopped half-way resumes where it stopped)."""
     output = output_dir / re.sub(r"[^\w.-]+", "_", f"{name}_seed{seed}").strip("_").lower()
     argv = ["--dataset", str(corpus_dir), "--seed", str(seed), "--output_dir", str(output), "--report_to", "none",
             "--per_device_eval_batch_size", "64", *budget_args]
     if args.model_name_or_path:
         argv += ["--model_name_or_path", args.model_name_or_path]
-    summary = train.main(argv + list(extra))
+    argv += list(extra)
+    saved = output / "train_summary.json"
+    if getattr(args, "reuse_runs", False) and saved.is_file() and \
+            json.loads(saved.read_text()).get("args") == json.loads(json.dumps(vars(train.parse_args(argv)))):
+        summary = json.loads(saved.read_text())
+        print(f"reusing {saved}", flush=True)
+    else:
+        summary = train.main(argv)
     validation_key = f"validation_{summary['metric_for_best_model']}"
+    posts_trained = summary["epochs_trained"] * summary["train_posts"]
     return {"model": name, "seed": seed, **percent_row(summary["test"]),
             "validation_P@1": round(summary["validation"]["precision@1"], 2),
             "best_epoch": summary["best_epoch"], "epochs_run": len(summary["history"]),
             "validation_by_epoch": [round(row[validation_key], 2) for row in summary["history"]],
             "train_steps": summary["completed_steps"], "train_seconds": round(summary["train_seconds"], 1),
-            "train_posts_seen": summary["posts_seen"], "stopped_by": summary["stopped_by"],
-            "train_posts_per_s": round(summary["posts_seen"] / max(summary["train_seconds"], 1e-9), 2),
+            "epochs_trained": round(summary["epochs_trained"], 3), "train_posts_seen": round(posts_trained),
+            "stopped_by": summary["stopped_by"],
+            "train_posts_per_s": round(posts_trained / max(summary["train_seconds"], 1e-9), 2),
             "generate_posts_per_s": round(summary["test_posts"] / max(summary["test_generate_seconds"], 1e-9), 2),
             "test_expected_calibration_error": round(summary["test_calibration"].get("expected_calibration_error",
                                                                                     float("nan")), 4)}

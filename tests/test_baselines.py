@@ -31,3 +31,16 @@ def test_classical_baselines_learn_a_separable_toy_task(model_class):
         model = model_class(n_threads=1).fit(posts, tags)
     predictions = model.predict(["a banana and an apple", "a truck on the road"], 1)
     assert predictions == [["food"], ["vehicle"]] or predictions == [["fruit"], ["vehicle"]]
+
+
+def test_tfidf_logistic_regression_fits_a_matrix_large_enough_for_joblib_to_share_read_only():
+    """joblib hands arrays over 1 MB to its workers as read-only memory maps; the fit must not write to them."""
+    import random
+
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(3000)]
+    posts = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(12000)]
+    tags = [[f"t{rng.randrange(5)}"] for _ in posts]
+    model = TfidfLogisticBaseline(c_grid=(1.0,), n_jobs=2).fit(posts, tags, posts[:50], tags[:50],
+                                                               lambda p, r: {"precision@1": 0.0})
+    assert len(model.predict(posts[:3], 2)[0]) == 2
