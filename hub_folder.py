@@ -88,7 +88,7 @@ post's fields as text: `[IMG]` image description, `[LOC]` location, `[TIME]` tim
 
 - Tags: {config.num_tags} (`config.tag_names`); training scheme: {config.scheme}; inputs up to
   {config.max_input_length} units; {config.num_tags_to_generate} tags by default.
-- Trained on: {dataset}. Settings: `{json.dumps(settings)}`.
+{layout_line(model)}- Trained on: {dataset}. Settings: `{json.dumps(settings)}`.
 
 ## Evaluation (in %)
 
@@ -130,6 +130,18 @@ model (see `space/README.md`).
 The model is custom code (`trust_remote_code=True`), so the Hub shows the widget examples above with
 their recorded outputs rather than a live widget.
 """
+
+
+LAYOUTS = {"paper": "the paper's: every unit attends to every unit, so each step re-encodes the post",
+           "one-pass": "one-pass: the context attends to the context only and each `[MASK]` to the context and "
+                       "its own tags, so the context is encoded once per post"}
+
+
+def layout_line(model) -> str:
+    """The card's word on the attention layout, which only SOG reads (BR and AR share its config class)."""
+    if type(model).__name__ != "SOGForTagGeneration":
+        return ""
+    return f"- Attention layout: {LAYOUTS[model.config.attention_layout]} (`config.attention_layout`).\n"
 
 
 def gradio_version() -> str:

@@ -70,7 +70,8 @@ def prepare_corpus(args, output_dir: Path):
                 "validation_posts": len(splits["validation"]), "validation": source,
                 "test_posts": len(splits["test"]),
                 "encoder": args.model_name_or_path or "all-MiniLM-L6-v2 (offline)",
-                "seeds": list(args.seeds), "machine": machine()}
+                "seeds": list(args.seeds), "machine": machine(), "max_length": args.max_length,
+                "batch_size": args.batch_size, "learning_rate": args.learning_rate}
     print("settings: " + json.dumps(settings), flush=True)
     return splits, corpus_dir, settings
 
@@ -176,12 +177,21 @@ def p_at_1_standard_error(p_at_1: float, test_posts: int) -> float:
     return 100 * math.sqrt(share * (1 - share) / max(1, test_posts))
 
 
-def settings_line(settings: dict) -> str:
-    error = p_at_1_standard_error(80, settings["test_posts"])
+def settings_line(settings: dict, rows: list[dict]) -> str:
+    # The binomial error depends on the level: at the median row's P@1, not at a fixed guess.
+    level = statistics.median(row["P@1"] for row in rows)
+    error = p_at_1_standard_error(level, settings["test_posts"])
     described = ", ".join(f"{k}={v}" for k, v in settings.items())
-    return (f"Settings: {described}\n\nOne standard error of P@1 near 80 on {settings['test_posts']} test posts: "
+    return (f"Settings: {described}\n\nOne standard error of P@1 near {level:.0f} (the median row) on "
+            f"{settings['test_posts']} test posts: "
             f"{error:.1f} points (of a difference between two rows: {error * math.sqrt(2):.1f}); a difference under "
-            f"two standard errors is a tie. Cells: mean ± standard deviation over the seeds.\n")
+            f"two standard errors is a tie. " + cells_meaning(settings) + "\n")
+
+
+def cells_meaning(settings: dict) -> str:
+    if len(settings.get("seeds", [])) > 1:
+        return "Cells: mean ± standard deviation over the seeds."
+    return "Cells: one seed, so no spread (the test size's standard error above is the only error bar)."
 
 
 def markdown(rows: list[dict], settings: dict, columns: list[tuple[str, str, str]]) -> str:
@@ -189,10 +199,10 @@ def markdown(rows: list[dict], settings: dict, columns: list[tuple[str, str, str
     lines = ["| model | " + " | ".join(METRICS + [header for header, _, _ in columns]) + " |",
              "|---" + "|---:" * (len(METRICS) + len(columns)) + "|"]
     for r in rows:
-        cells = [f"{r[m]:.2f} ± {r.get(m + '_std', 0.0):.2f}" for m in METRICS]
+        cells = [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" if len(r["seeds"]) > 1 else f"{r[m]:.2f}" for m in METRICS]
         cells += [format(r[key], fmt) if isinstance(r.get(key), (int, float)) else "-" for _, key, fmt in columns]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
-    return settings_line(settings) + "\n" + "\n".join(lines) + "\n"
+    return settings_line(settings, rows) + "\n" + "\n".join(lines) + "\n"
 
 
 def write_results(stem: Path, settings: dict, rows: list[dict], table: str):

@@ -75,11 +75,12 @@ def bar_chart(rows, path):
 
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     width = 0.8 / len(rows)
+    colours = plt.get_cmap("tab20")  # the default cycle repeats after 10 rows
     for ax, kind in zip(axes, ("P", "R")):
         for i, row in enumerate(rows):
             ax.bar([k + (i - len(rows) / 2) * width for k in range(len(train.K_VALUES))],
                    [row[f"{kind}@{k}"] for k in train.K_VALUES], width, label=row["model"],
-                   yerr=[row.get(f"{kind}@{k}_std", 0.0) for k in train.K_VALUES], capsize=2)
+                   yerr=[row.get(f"{kind}@{k}_std", 0.0) for k in train.K_VALUES], capsize=2, color=colours(i % 20))
         ax.set_xticks(range(len(train.K_VALUES)), [f"{kind}@{k}" for k in train.K_VALUES])
         ax.set_ylabel("% (mean over seeds, error bar: one standard deviation)")
         ax.grid(axis="y", alpha=0.3)
@@ -94,8 +95,7 @@ def main(argv=None):
     wanted = args.models or list(CLASSICAL[:1]) + list(NEURAL) + list(CLASSICAL[1:])
     output_dir = Path(args.output_dir)
     splits, corpus_dir, settings = prepare_corpus(args, output_dir)
-    settings.update(max_length=args.max_length, epochs=args.num_train_epochs, batch_size=args.batch_size,
-                    learning_rate=args.learning_rate)
+    settings["epochs"] = args.num_train_epochs
     metric = train.load_tag_metric()
     rows = measure_rows(wanted, args.seeds, lambda name, seed: run_neural(
         name, NEURAL[name], args, corpus_dir, seed, output_dir, budget_arguments(args)) if name in NEURAL

@@ -54,8 +54,7 @@ def main(argv=None):
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     _, corpus_dir, settings = prepare_corpus(args, output_dir)
-    settings.update(max_length=args.max_length, epochs=args.num_train_epochs, batch_size=args.batch_size,
-                    learning_rate=args.learning_rate)
+    settings["epochs"] = args.num_train_epochs
     results = Path(args.results)
 
     def write(rows):

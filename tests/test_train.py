@@ -96,6 +96,7 @@ def test_output_folder_is_a_hub_repo_with_a_working_handler(tmp_path, tiny_encod
     card = (out_dir / "README.md").read_text()
     assert "model-index:" in card and "type: precision@1" in card and "widget:" in card
     assert "library_name: transformers" in card and "pipeline_tag" not in card and "- tag-generation" in card
+    assert "- Attention layout: the paper's" in card and "`config.attention_layout`" in card
 
     code = r"""
 import json, sys

@@ -1,0 +1,53 @@
+"""The helpers every published table goes through: mean and spread over seeds, the tie rule's standard error,
+the Markdown cells, and --update refusing to merge rows made under other settings."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import common  # noqa: E402
+
+SCORES = {"P@1": 80.0, "P@3": 50.0, "P@5": 40.0, "R@1": 30.0, "R@3": 60.0, "R@5": 70.0}
+SETTINGS = {"dataset": "debtags", "train_posts": 10, "validation_posts": 5, "test_posts": 400, "seeds": [1, 2]}
+
+
+def run(seed, shift, **extra):
+    return {"model": "SOG", "seed": seed, **{m: v + shift for m, v in SCORES.items()}, **extra}
+
+
+def test_over_seeds_gives_mean_and_sample_standard_deviation():
+    row = common.over_seeds([run(1, 0.0, train_seconds=10.0), run(2, 4.0, train_seconds=20.0)])
+    assert row["seeds"] == [1, 2]
+    assert row["P@1"] == 82.0 and row["P@1_std"] == pytest.approx(round(math.sqrt(8), 2))
+    assert row["train_seconds"] == 15.0 and "train_seconds_std" not in row
+    assert [r["seed"] for r in row["runs"]] == [1, 2]
+
+
+def test_standard_error_of_p_at_1_by_hand():
+    # sqrt(0.8 * 0.2 / 400) = 0.02, i.e. 2 points
+    assert common.p_at_1_standard_error(80, 400) == pytest.approx(2.0)
+    line = common.settings_line(SETTINGS, [{"P@1": 70.0}, {"P@1": 80.0}, {"P@1": 95.0}])
+    assert "near 80 (the median row)" in line and "2.0 points" in line
+
+
+def test_markdown_shows_spread_only_when_there_is_one():
+    columns = [("train s", "train_seconds", ".0f")]
+    several = common.markdown([common.over_seeds([run(1, 0.0), run(2, 4.0)])], SETTINGS, columns)
+    assert "| SOG | 82.00 ± 2.83 |" in several and "mean ± standard deviation" in several
+    one = common.markdown([common.over_seeds([run(1, 0.0, train_seconds=12.0)])], {**SETTINGS, "seeds": [1]}, columns)
+    assert "| SOG | 80.00 | 50.00 |" in one and "±" not in one.split("\n\n")[-1]
+    assert "one seed" in one and one.rstrip().endswith("| 12 |")
+
+
+def test_update_refuses_rows_made_under_other_settings(tmp_path):
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps({"settings": SETTINGS, "rows": [common.over_seeds([run(1, 0.0)])]}))
+    with pytest.raises(ValueError, match="train_posts"):
+        common.merged_rows(path, {**SETTINGS, "train_posts": 11}, [])
+    merged = common.merged_rows(path, SETTINGS, [{**common.over_seeds([run(1, 1.0)]), "model": "BR"}])
+    assert [row["model"] for row in merged] == ["SOG", "BR"]
