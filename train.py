@@ -182,6 +182,7 @@ class TrainState:
     def __init__(self):
         self.epoch = 0
         self.batches_done = 0          # batches of the current epoch already consumed
+        self.epochs_trained = 0.0      # epochs of batches consumed, a stopped epoch in part, across resumes
         self.completed_steps = 0       # optimizer steps
         self.best = None               # best validation --metric_for_best_model so far
         self.best_epoch = None
@@ -485,6 +486,7 @@ def main(argv=None) -> dict:
                 scheduler.step()
                 optimizer.zero_grad()
             state.batches_done += 1
+            state.epochs_trained += 1 / len(train_loader)
             instances_seen += batch["labels"].size(0)
             now = time.perf_counter()
             state.train_seconds += now - step_start
@@ -531,7 +533,7 @@ def main(argv=None) -> dict:
     summary = finish(accelerator, model, tokenizer, output_dir, args, state, metric, test_split, test_posts,
                      test_gold, validation_split, validation_gold,
                      {"train_posts": len(train_posts), "instances_per_epoch": instances_per_epoch,
-                      "instances_seen": instances_seen, "epochs_trained": instances_seen / instances_per_epoch,
+                      "instances_seen": instances_seen, "epochs_trained": state.epochs_trained,
                       "stopped_by": stop_reason,
                       "validation_source": validation_source, "validation_posts": len(validation_posts),
                       "test_posts": len(test_posts)})

@@ -47,6 +47,12 @@ def add_run_arguments(parser, budget: dict):
                         help="read runs whose folder already holds a summary made with the same train.py arguments")
 
 
+def budget_arguments(args, num_train_epochs) -> list[str]:
+    """train.py arguments for the budget every row of a run shares (the settings line records the same values)."""
+    return ["--max_length", str(args.max_length), "--num_train_epochs", str(num_train_epochs),
+            "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate)]
+
+
 def percent_row(scores: dict) -> dict:
     return {f"{m}@{k}": round(scores[f"{'precision' if m == 'P' else 'recall'}@{k}"], 2)
             for m in ("P", "R") for k in train.K_VALUES}
@@ -91,12 +97,8 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
     if args.model_name_or_path:
         argv += ["--model_name_or_path", args.model_name_or_path]
     argv += list(extra)
-    saved = output / "train_summary.json"
-    if getattr(args, "reuse_runs", False) and saved.is_file() and \
-            json.loads(saved.read_text()).get("args") == json.loads(json.dumps(vars(train.parse_args(argv)))):
-        summary = json.loads(saved.read_text())
-        print(f"reusing {saved}", flush=True)
-    else:
+    summary = reusable_summary(output / "train_summary.json", argv) if getattr(args, "reuse_runs", False) else None
+    if summary is None:
         summary = train.main(argv)
     validation_key = f"validation_{summary['metric_for_best_model']}"
     posts_trained = summary["epochs_trained"] * summary["train_posts"]
@@ -111,6 +113,17 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
             "generate_posts_per_s": round(summary["test_posts"] / max(summary["test_generate_seconds"], 1e-9), 2),
             "test_expected_calibration_error": round(summary["test_calibration"].get("expected_calibration_error",
                                                                                     float("nan")), 4)}
+
+
+def reusable_summary(saved: Path, argv: list) -> dict | None:
+    """The summary a finished run left, if it was made with these train.py arguments (compared parsed, as JSON)."""
+    if not saved.is_file():
+        return None
+    summary = json.loads(saved.read_text())
+    if summary.get("args") != json.loads(json.dumps(vars(train.parse_args(argv)))):
+        return None
+    print(f"reusing {saved}", flush=True)
+    return summary
 
 
 def run_classical(name: str, splits, metric, seed: int) -> dict:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CLASSICAL, REPO, add_run_arguments, markdown, measure_rows, prepare_corpus, run_classical, \
-    run_neural, write_results  # noqa: E402
+from common import CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows, prepare_corpus, \
+    run_classical, run_neural, write_results  # noqa: E402
 
 import train  # noqa: E402
 
@@ -53,9 +53,8 @@ def main(argv=None):
     output_dir = Path(args.output_dir)
     splits, corpus_dir, settings = prepare_corpus(args, output_dir)
     settings["max_train_minutes"] = args.max_train_minutes
-    budget = ["--max_train_minutes", str(args.max_train_minutes), "--num_train_epochs", "100",
-              "--max_length", str(args.max_length), "--per_device_train_batch_size", str(args.batch_size),
-              "--learning_rate", str(args.learning_rate)]
+    # Epochs are not the limit here: the clock is.
+    budget = budget_arguments(args, 100) + ["--max_train_minutes", str(args.max_train_minutes)]
     metric = train.load_tag_metric()
 
     def run_one(name, seed):

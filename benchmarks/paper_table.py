@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (CLASSICAL, REPO, add_run_arguments, markdown, measure_rows, merged_rows,  # noqa: E402
-                    prepare_corpus, run_classical, run_neural, write_results)
+from common import (CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows,  # noqa: E402
+                    merged_rows, prepare_corpus, run_classical, run_neural, write_results)
 
 import train  # noqa: E402
 
@@ -62,11 +62,6 @@ def parse_args(argv=None):
     return args
 
 
-def budget_arguments(args) -> list[str]:
-    return ["--max_length", str(args.max_length), "--num_train_epochs", str(args.num_train_epochs),
-            "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate)]
-
-
 def bar_chart(rows, path):
     import matplotlib
 
@@ -97,8 +92,9 @@ def main(argv=None):
     splits, corpus_dir, settings = prepare_corpus(args, output_dir)
     settings["epochs"] = args.num_train_epochs
     metric = train.load_tag_metric()
+    budget = budget_arguments(args, args.num_train_epochs)
     rows = measure_rows(wanted, args.seeds, lambda name, seed: run_neural(
-        name, NEURAL[name], args, corpus_dir, seed, output_dir, budget_arguments(args)) if name in NEURAL
+        name, NEURAL[name], args, corpus_dir, seed, output_dir, budget) if name in NEURAL
         else run_classical(name, splits, metric, seed))
 
     results = Path(args.results_dir)

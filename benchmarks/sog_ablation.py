@@ -17,9 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, add_run_arguments, markdown, measure_rows, merged_rows, prepare_corpus, run_neural, \
-    write_results  # noqa: E402
-from paper_table import budget_arguments  # noqa: E402
+from common import REPO, add_run_arguments, budget_arguments, markdown, measure_rows, merged_rows, prepare_corpus, \
+    run_neural, write_results  # noqa: E402
 
 SOG = ["--model", "sog", "--attention_layout", "paper"]
 VARIANTS = {  # row name -> train.py arguments on top of the shared budget
@@ -61,8 +60,9 @@ def main(argv=None):
         rows = merged_rows(results.with_suffix(".json"), settings, rows) if args.update else rows
         write_results(results, settings, rows, markdown(rows, settings, COLUMNS))
 
+    budget = budget_arguments(args, args.num_train_epochs)
     rows = measure_rows(args.variants, args.seeds, lambda name, seed: {**run_neural(
-        name, VARIANTS[name], args, corpus_dir, seed, output_dir, budget_arguments(args)), "arguments": VARIANTS[name]},
+        name, VARIANTS[name], args, corpus_dir, seed, output_dir, budget), "arguments": VARIANTS[name]},
                         on_row=write)
     print("\n" + results.with_suffix(".md").read_text())
     return rows

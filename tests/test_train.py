@@ -53,6 +53,7 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_enco
     out = finished(run_train(common + ["--output_dir", str(tmp_path / "killed"), "--resume_from_checkpoint"]))
     assert "resumed from" in out
     straight, resumed = summary(tmp_path / "straight"), summary(tmp_path / "killed")
+    assert resumed["epochs_trained"] == pytest.approx(straight["epochs_trained"])
     assert resumed["parameter_checksums_per_process"] == straight["parameter_checksums_per_process"]
     timeless = lambda history: [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in history]
     assert timeless(resumed["history"]) == timeless(straight["history"])
@@ -71,6 +72,7 @@ def test_two_cpu_processes_run_real_ddp(tmp_path, tiny_encoder):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 process(es) [DistributedType.MULTI_CPU]" in done.stdout + done.stderr
     result = summary(out_dir)
+    assert result["epochs_trained"] == pytest.approx(1.0)             # each process ran half the posts
     first, second = result["parameter_checksums_per_process"]
     assert first == second                                      # gradients were synchronised
     per_process = result["train_instances_per_process"]
