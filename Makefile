@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install test demo check-py310 benchmark clean
+.PHONY: install test demo check-py310 clean
 
 install: $(VENV)/.installed
 

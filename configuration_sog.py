@@ -8,6 +8,7 @@ from transformers import BertConfig
 SCHEMES = ("1-to-M", "1-to-1")
 ATTENTION_LAYOUTS = ("paper", "one-pass")
 RANKING_LOSSES = ("sigmoid", "softmax")
+LEXICAL_MODES = ("mix", "prior", "joint")
 DEFAULT_FEATURE_MARKERS = ["[IMG]", "[LOC]", "[TIME]"]
 
 
@@ -53,6 +54,20 @@ class SOGConfig(BertConfig):
             Ranking models (BR) only: ``"sigmoid"`` (independent binary cross-entropy per tag) or
             ``"softmax"`` (the paper's BR: cross-entropy of a softmax over tags against the uniform
             distribution over the gold set).
+        lexical_mode (`str`, *optional*):
+            The lexical expert ("wide and deep"): a linear map from the TF-IDF bag of word pieces of the *whole*
+            post (every field, never truncated) to the tags, kept in the model (``lexical.weight``, ``lexical.bias``,
+            the ``lexical.idf`` buffer) and computed once per post. How it meets the encoder's logits:
+            ``"mix"``: fitted alone first (a regularised logistic regression per tag), frozen, and added at
+            decoding as ``lexical_weight * log sigmoid(z)`` (a product of experts: the encoder's step probability
+            times the expert's probability that the tag is in the set, to the power of the weight);
+            ``"prior"``: the same frozen expert, its offset also added during training (from experts cross-fitted
+            on the train split), so the encoder learns the residual; ``"joint"``: ``z`` itself added to the logits,
+            the expert trained together with the encoder. ``None`` (default): no expert.
+        lexical_weight (`float`, *optional*, defaults to 1.0):
+            The expert's weight in ``"mix"`` and ``"prior"`` (``train.py`` fits it on the validation split).
+        lexical_max_pieces (`int`, *optional*, defaults to 8192):
+            Word pieces read per field for the expert's bag (the encoder reads ``max_input_length`` units).
         score_calibration (`dict`, *optional*):
             How ``generate_tags`` turns a tag's step probability into its ``score``, the estimated probability
             that the tag belongs to the post's set: ``sigmoid(slope * logit(p) + step_slope * log(step) +
@@ -81,6 +96,9 @@ class SOGConfig(BertConfig):
     tag_head_transform: bool = True
     weight_loss_by_target_count: bool = False
     ranking_loss: str = "sigmoid"
+    lexical_mode: str | None = None
+    lexical_weight: float = 1.0
+    lexical_max_pieces: int = 8192
     score_calibration: dict | None = None
 
     def __post_init__(self, **kwargs):
@@ -100,6 +118,8 @@ class SOGConfig(BertConfig):
                                ("ranking_loss", RANKING_LOSSES)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"SOGConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+        if self.lexical_mode is not None and self.lexical_mode not in LEXICAL_MODES:
+            raise ValueError(f"SOGConfig.lexical_mode must be None or one of {LEXICAL_MODES}, got {self.lexical_mode!r}")
         if not all(isinstance(tag, str) and tag for tag in self.tag_names):
             raise ValueError("SOGConfig.tag_names must be non-empty strings")
         if len(set(self.tag_names)) != len(self.tag_names):

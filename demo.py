@@ -17,24 +17,16 @@ import time
 from transformers import pipeline
 
 import train
-from baselines import FrequencyBaseline
+from classical_baselines import FrequencyBaseline
+from corpora import Split, load_corpus
+from evaluation import K_VALUES, load_tag_metric, score
+from score_tables import score_table
 
 DEMO_TRAINING = ["--max_train_samples", "2000", "--max_validation_samples", "200", "--max_eval_samples", "200",
                  "--max_length", "64",
                  "--num_train_epochs", "1", "--per_device_train_batch_size", "32", "--learning_rate", "1e-4",
                  "--report_to", "none"]
 EXAMPLES = 4
-
-
-def results_table(rows: dict) -> str:
-    header = "| model | " + " | ".join(f"P@{k}" for k in train.K_VALUES) + " | " + \
-             " | ".join(f"R@{k}" for k in train.K_VALUES) + " |"
-    lines = [header, "|---" * (1 + 2 * len(train.K_VALUES)) + "|"]
-    for name, scores in rows.items():
-        cells = [f"{scores[f'precision@{k}']:.2f}" for k in train.K_VALUES] + \
-                [f"{scores[f'recall@{k}']:.2f}" for k in train.K_VALUES]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main():
@@ -47,20 +39,21 @@ def main():
     trained = time.perf_counter() - start
 
     options = train.parse_args(DEMO_TRAINING)
-    train_split, _, test, _ = train.prepare_splits(train.load_corpus(options.dataset), options)
-    frequency = FrequencyBaseline().fit(train_split["tags"]).predict(len(test), max(train.K_VALUES))
-    frequency_scores = train.score(train.load_tag_metric(), frequency, test["tags"])
+    train_split, _, test_split, _ = train.splits_of(load_corpus(options.dataset), options)
+    test = Split.of("test", test_split)
+    frequency = FrequencyBaseline().fit(train_split["tags"]).predict(len(test), max(K_VALUES))
+    frequency_scores = score(load_tag_metric(), frequency, test.gold)
 
     print(f"\nbundled debtags sample: {summary['train_posts']} train posts, {len(test)} test posts, epoch chosen on "
           f"{summary['validation_posts']} validation posts (trained in {trained / 60:.1f} min, test scores in %)\n")
-    print(results_table({f"SOG 1-to-M, {options.attention_layout} layout (MiniLM)": summary["test"],
-                         "Frequency": frequency_scores}))
+    print(score_table([(f"SOG 1-to-M, {options.attention_layout} layout (MiniLM)", summary["test"]),
+                       ("Frequency", frequency_scores)]))
 
     tagger = pipeline("tag-generation", model=args.output_dir, trust_remote_code=True)
-    posts = train.posts_of(test.select(range(EXAMPLES)))
+    posts = test.posts[:EXAMPLES]
     print(f"\ntags from the saved folder, reloaded with pipeline(\"tag-generation\", model={args.output_dir!r}, "
           "trust_remote_code=True); score: the estimated probability that the tag is in the post's set:")
-    for post, gold, tags in zip(posts, test["tags"][:EXAMPLES], tagger(posts, num_tags=5)):
+    for post, gold, tags in zip(posts, test.gold[:EXAMPLES], tagger(posts, num_tags=5)):
         print("\n" + textwrap.shorten(post["text"], 110) + f"   [section: {post.get('location', '')}]")
         print("  generated: " + ", ".join(f"{t['label']} ({t['score']:.2f})" for t in tags))
         print("  gold:      " + ", ".join(gold))

@@ -1,9 +1,11 @@
 """Inference Endpoints handler (ships to the Hub; imports only transformers, the stdlib and its sibling files).
 
-Request:  {"inputs": post | [post, ...], "parameters": {"num_tags": 5, "threshold": 0.5, "empty_posts": "prior"}}
+Request:  {"inputs": post | [post, ...], "parameters": {"num_tags": 5, "threshold": 0.5, "empty_posts": "prior",
+          "explain": true}}
           where a post is a string or a dict with any of text, image, location, time.
 Response: [{"label": tag, "score": s, "step_probability": p}, ...] for one post, a list of such lists for a
-          list of posts (tags in generation order; score: the estimated probability that the tag is in the set).
+          list of posts (tags in generation order; score: the estimated probability that the tag is in the set;
+          with "explain" and a model with a lexical expert, each tag's "words" too).
 
 Requests are bounded; each limit is an environment variable of the endpoint (default in brackets):
 SOG_MAX_INPUTS [64] posts per request, SOG_MAX_NUM_TAGS [20] tags per post, SOG_MAX_BATCH_SIZE [64],
@@ -16,12 +18,12 @@ import os
 from transformers import pipeline
 
 try:
-    from .processing_sog import POST_DESCRIPTION, generation_options
+    from .inputs_sog import POST_DESCRIPTION, generation_options
 except ImportError:  # loaded as a top-level file, as the inference toolkit does
-    from processing_sog import POST_DESCRIPTION, generation_options
+    from inputs_sog import POST_DESCRIPTION, generation_options
 
 LIMITS = {"SOG_MAX_INPUTS": 64, "SOG_MAX_NUM_TAGS": 20, "SOG_MAX_BATCH_SIZE": 64, "SOG_MAX_POST_CHARS": 20000}
-PARAMETERS = ("num_tags", "top_k", "threshold", "empty_posts", "batch_size")
+PARAMETERS = ("num_tags", "top_k", "threshold", "empty_posts", "explain", "batch_size")
 
 
 def read_limits(environ=os.environ) -> dict:
@@ -56,7 +58,8 @@ class EndpointHandler:
         try:
             generation_options(num_tags=parameters.get("num_tags", parameters.get("top_k")),
                                threshold=parameters.get("threshold"), batch_size=parameters.get("batch_size"),
-                               empty_posts=parameters.get("empty_posts"), max_num_tags=limits["SOG_MAX_NUM_TAGS"],
+                               empty_posts=parameters.get("empty_posts"), explain=parameters.get("explain"),
+                               max_num_tags=limits["SOG_MAX_NUM_TAGS"],
                                max_batch_size=limits["SOG_MAX_BATCH_SIZE"])
         except ValueError as error:
             raise ValueError(f"{error} (this endpoint's limits: SOG_MAX_NUM_TAGS={limits['SOG_MAX_NUM_TAGS']}, "

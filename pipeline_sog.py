@@ -10,17 +10,18 @@ returns one list per post and is generated in batches (``batch_size``, default 3
 
 Tags come in generation order (the order the model chose them, not sorted by score); ``score`` is the
 estimated probability that the tag belongs to the post's set (see ``generate_tags``). Parameters:
-``num_tags`` (or its alias ``top_k``), ``threshold`` (a score in [0, 1]), ``empty_posts`` and
-``batch_size``; each is checked by ``processing_sog.generation_options``.
+``num_tags`` (or its alias ``top_k``), ``threshold`` (a score in [0, 1]), ``empty_posts``, ``explain`` (models
+with a lexical expert: each tag's ``words``) and ``batch_size``; each is checked by
+``inputs_sog.generation_options``.
 """
 
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 try:
-    from .processing_sog import generation_options
+    from .inputs_sog import generation_options
 except ImportError:  # imported as a top-level module (development checkout)
-    from processing_sog import generation_options
+    from inputs_sog import generation_options
 
 TASK = "tag-generation"
 DEFAULT_BATCH_SIZE = 32
@@ -32,14 +33,15 @@ class TagGenerationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_processor = False
 
-    def _sanitize_parameters(self, num_tags=None, top_k=None, threshold=None, empty_posts=None, **unused):
+    def _sanitize_parameters(self, num_tags=None, top_k=None, threshold=None, empty_posts=None, explain=None,
+                             **unused):
         if unused:
             raise TypeError(f"{TASK} got unexpected parameter(s) {sorted(unused)}; it takes num_tags (or top_k), "
-                            "threshold, empty_posts and batch_size")
+                            "threshold, empty_posts, explain and batch_size")
         if num_tags is not None and top_k is not None and num_tags != top_k:
             raise ValueError(f"top_k is another name for num_tags; got num_tags={num_tags!r} and top_k={top_k!r}")
         options = generation_options(num_tags=num_tags if num_tags is not None else top_k, threshold=threshold,
-                                     empty_posts=empty_posts)
+                                     empty_posts=empty_posts, explain=explain)
         return {}, {name: value for name, value in options.items() if value is not None}, {}
 
     def __call__(self, posts, batch_size=None, **kwargs):

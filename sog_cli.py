@@ -22,8 +22,9 @@ import os
 import sys
 import time
 
+from inputs_sog import EMPTY_POST_POLICIES, POST_FIELDS, EmptyPostError, generation_options, time_to_words
+
 EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 1, 2, 3
-INPUT_FIELDS = ("text", "image", "location", "time")
 IGNORED_FIELDS = ("id", "tags", "group")   # the corpus schema's other columns: accepted, not read
 
 
@@ -39,18 +40,16 @@ def post_from_json_line(line: str, number: int):
     except json.JSONDecodeError as error:
         raise CommandError(f"line {number}: not JSON ({error.msg})") from None
     if not isinstance(row, dict):
-        raise CommandError(f"line {number}: expected a JSON object with any of {INPUT_FIELDS}, got "
+        raise CommandError(f"line {number}: expected a JSON object with any of {POST_FIELDS}, got "
                            f"{type(row).__name__}")
-    unknown = sorted(set(row) - set(INPUT_FIELDS) - set(IGNORED_FIELDS))
+    unknown = sorted(set(row) - set(POST_FIELDS) - set(IGNORED_FIELDS))
     if unknown:
-        raise CommandError(f"line {number}: unknown field(s) {unknown}; a post has any of {INPUT_FIELDS} (and an id)")
-    for field in INPUT_FIELDS:
+        raise CommandError(f"line {number}: unknown field(s) {unknown}; a post has any of {POST_FIELDS} (and an id)")
+    for field in POST_FIELDS:
         if row.get(field) is not None and not isinstance(row[field], str):
             raise CommandError(f"line {number}: field {field!r} must be a string, got {type(row[field]).__name__}")
-    post = {field: row[field] for field in INPUT_FIELDS if row.get(field)}
+    post = {field: row[field] for field in POST_FIELDS if row.get(field)}
     if post.get("time"):
-        from processing_sog import time_to_words
-
         try:
             time_to_words(post["time"])
         except ValueError as error:
@@ -126,12 +125,21 @@ def progress(total=None, unit="post"):
 
 
 # ----- commands ---------------------------------------------------------------------------------------------
-def suggest(args, stdin=None, stdout=None) -> int:
-    from processing_sog import generation_options
+def checked_options(**parameters) -> dict:
+    """``generation_options``, its complaint about a parameter turned into the command's own error."""
+    try:
+        return generation_options(**parameters)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
-    options = generation_options(num_tags=args.num_tags, threshold=args.threshold, batch_size=args.batch_size,
-                                 empty_posts=args.empty_posts)
+
+def suggest(args, stdin=None, stdout=None) -> int:
+    options = checked_options(num_tags=args.num_tags, threshold=args.threshold, batch_size=args.batch_size,
+                              empty_posts=args.empty_posts, explain=args.explain)
     model, tokenizer = load_model(args.model)
+    if args.explain and model.lexical is None:
+        raise CommandError(f"--explain needs a model with a lexical expert; {args.model} has none (train one with "
+                           "--lexical_mode)")
     output = open(args.output, "w", encoding="utf-8") if args.output else (stdout or sys.stdout)
     skipped = written = 0
     start = time.perf_counter()
@@ -149,12 +157,16 @@ def suggest(args, stdin=None, stdout=None) -> int:
                     good.append((post_id, post))
             if not good:
                 continue
-            generated = model.generate_tags([post for _, post in good], tokenizer, num_tags=options["num_tags"],
-                                            threshold=options["threshold"], batch_size=options["batch_size"],
-                                            empty_posts=options["empty_posts"] or "prior")
+            try:
+                generated = model.generate_tags([post for _, post in good], tokenizer, num_tags=options["num_tags"],
+                                                threshold=options["threshold"], batch_size=options["batch_size"],
+                                                empty_posts=options["empty_posts"] or "prior", explain=args.explain)
+            except EmptyPostError as error:   # --empty_posts error: the input's fault, said as such
+                raise CommandError(f"{error} (in the batch of input lines from {batch[0][0]})") from None
             for (post_id, _), tags in zip(good, generated):
-                output.write(json.dumps({"id": post_id, "tags": [{"label": t["label"], "score": round(t["score"], 6)}
-                                                                  for t in tags]}, ensure_ascii=False) + "\n")
+                output.write(json.dumps({"id": post_id, "tags": [
+                    {"label": t["label"], "score": round(t["score"], 6), **({"words": t["words"]} if "words" in t else {})}
+                    for t in tags]}, ensure_ascii=False) + "\n")
             output.flush()
             written += len(good)
             bar.update(len(good))
@@ -168,48 +180,38 @@ def suggest(args, stdin=None, stdout=None) -> int:
     return EXIT_SKIPPED if skipped else 0
 
 
-def evaluate_model(args) -> int:
-    import train
-    from processing_sog import generation_options
+def eval_command(args) -> int:
+    from corpora import Split, load_corpus, subset
+    from evaluation import load_tag_metric, score
+    from score_tables import score_table
 
-    options = generation_options(num_tags=args.num_tags, batch_size=args.batch_size)
+    options = checked_options(num_tags=args.num_tags, batch_size=args.batch_size)
     model, tokenizer = load_model(args.model)
     try:
-        corpus = train.load_corpus(args.dataset, args.data_dir)
+        corpus = load_corpus(args.dataset, args.data_dir)
     except (ValueError, FileNotFoundError) as error:
         raise CommandError(f"--dataset {args.dataset}: {error}") from None
     if args.split not in corpus:
         raise CommandError(f"--dataset {args.dataset} has no {args.split!r} split (it has {sorted(corpus)})")
-    table = train.subset(corpus[args.split], args.max_samples, 42)
-    posts, gold = train.posts_of(table), [list(tags) for tags in table["tags"]]
-    predictions, bar = [], progress(total=len(posts))
+    split = Split.of(args.split, subset(corpus[args.split], args.max_samples, 42))
+    predictions, bar = [], progress(total=len(split))
     start = time.perf_counter()
-    for begin in range(0, len(posts), options["batch_size"]):
-        chunk = posts[begin:begin + options["batch_size"]]
+    for begin in range(0, len(split), options["batch_size"]):
+        chunk = split.posts[begin:begin + options["batch_size"]]
         predictions.extend(model.generate_tags(chunk, tokenizer, num_tags=options["num_tags"],
                                                batch_size=options["batch_size"]))
         bar.update(len(chunk))
     bar.close()
     seconds = time.perf_counter() - start
-    scores = train.score(train.load_tag_metric(), [[t["label"] for t in row] for row in predictions], gold)
-    print(f"{args.model} on {args.dataset} ({args.split}, {len(posts)} posts, {seconds:.1f} s), scores in %:\n")
-    print(scores_table(scores))
+    scores = score(load_tag_metric(), [[t["label"] for t in row] for row in predictions], split.gold)
+    print(f"{args.model} on {args.dataset} ({args.split}, {len(split)} posts, {seconds:.1f} s), scores in %:\n")
+    print(score_table([("", scores)], metrics=("precision", "recall", "f1", "ndcg"), by_k=True))
     if args.predictions:
         with open(args.predictions, "w", encoding="utf-8") as stream:
-            for row, generated, tags in zip(table.select_columns(["id"]), predictions, gold):
+            for row, generated, tags in zip(split.data.select_columns(["id"]), predictions, split.gold):
                 stream.write(json.dumps({"id": row["id"], "gold": tags, "tags": generated}, ensure_ascii=False) + "\n")
         print(f"\nwrote {len(predictions)} prediction(s) to {args.predictions}")
     return 0
-
-
-def scores_table(scores: dict) -> str:
-    import train
-
-    lines = ["| K | P@K | R@K | F1@K | nDCG@K |", "|---|---:|---:|---:|---:|"]
-    for k in train.K_VALUES:
-        lines.append(f"| {k} | " + " | ".join(f"{scores[f'{name}@{k}']:.2f}"
-                                             for name in ("precision", "recall", "f1", "ndcg")) + " |")
-    return "\n".join(lines)
 
 
 def serve(args) -> int:
@@ -232,8 +234,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--num_tags", type=int, help="tags per post (default: the model's)")
     s.add_argument("--threshold", type=float, help="end a post's tags before the first whose score is under this")
     s.add_argument("--batch_size", type=int, default=32)
-    s.add_argument("--empty_posts", choices=("prior", "none", "error"), help="what an empty post gets (default: prior)")
+    s.add_argument("--empty_posts", choices=EMPTY_POST_POLICIES, help="what an empty post gets (default: prior)")
     s.add_argument("--strict", action="store_true", help="stop at the first malformed line instead of skipping it")
+    s.add_argument("--explain", action="store_true",
+                   help="models with a lexical expert: add to each tag the words of the post that pushed it most")
     e = commands.add_parser("eval", help="score a model on a corpus (P/R/F1/nDCG@1,3,5)")
     e.add_argument("model")
     e.add_argument("--dataset", required=True, help="as train.py --dataset: a builder name, a folder or file, a Hub id")
@@ -267,8 +271,8 @@ def main(argv=None) -> int:
         return 0
     args = parser().parse_args(argv)
     try:
-        return {"suggest": suggest, "eval": evaluate_model, "serve": serve}[args.command](args)
-    except (CommandError, ValueError, TypeError) as error:
+        return {"suggest": suggest, "eval": eval_command, "serve": serve}[args.command](args)
+    except CommandError as error:   # only the user's own mistakes: a bug keeps its traceback
         print(f"sog {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
 

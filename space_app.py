@@ -2,10 +2,12 @@
 (``space/``), and what ``sog serve MODEL`` runs locally. Imports only gradio, transformers and the stdlib.
 
 A text box plus an optional image description, location and time; the tags come back as a bar chart of their
-scores and as a table in generation order; the model card's widget examples are clickable examples.
+scores and as a table in generation order (with a lexical expert, with the words of the post behind each tag);
+the model card's widget examples are clickable examples.
 
-The model it serves: the ``SOG_MODEL`` environment variable, else ``MODEL_ID`` below (the Hub repo the folder
-was trained for), else the folder above this file's (the model folder itself, when run from its ``space/``).
+The model it serves: the ``SOG_MODEL`` environment variable, else the first of ``models:`` in the Space card's
+front matter (``README.md`` next to this file: the Hub repo the folder was trained for, which also links the
+Space to the model on the Hub), else the folder above this file's (the model folder itself, run from ``space/``).
 """
 
 import json
@@ -14,13 +16,24 @@ import socket
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODEL_ID = None   # train.py writes the Hub model id here when it knows one
+SPACE_CARD = "README.md"
 EXAMPLES_FILE = "examples.json"
 TABLE_HEADERS = ["tag", "score", "step probability"]
+WORDS_HEADER = "words of the post behind it"
+
+
+def card_model_id(card: Path = HERE / SPACE_CARD) -> str | None:
+    """The first entry of ``models:`` in the Space card's front matter, if the card names one."""
+    if not card.is_file():
+        return None
+    from huggingface_hub import metadata_load
+
+    models = (metadata_load(card) or {}).get("models") or []
+    return models[0] if models else None
 
 
 def model_location() -> str:
-    return os.environ.get("SOG_MODEL") or MODEL_ID or str(HERE.parent)
+    return os.environ.get("SOG_MODEL") or card_model_id() or str(HERE.parent)
 
 
 def load(location: str):
@@ -38,13 +51,20 @@ def example_posts(location: str) -> list[dict]:
     return []
 
 
+def explains(model) -> bool:
+    """Whether the model has a lexical expert, which can say which words of a post pushed each tag."""
+    return getattr(model, "lexical", None) is not None
+
+
 def suggest(model, tokenizer, text, image, location, time, num_tags, threshold):
     """The button's function: (scores by tag for the bar chart, rows for the table in generation order)."""
     post = {name: value.strip() for name, value in (("text", text), ("image", image), ("location", location),
                                                      ("time", time)) if value and value.strip()}
-    [tags] = model.generate_tags([post], tokenizer, num_tags=int(num_tags), threshold=float(threshold) or None)
+    [tags] = model.generate_tags([post], tokenizer, num_tags=int(num_tags), threshold=float(threshold) or None,
+                                 explain=explains(model))
     return ({tag["label"]: tag["score"] for tag in tags},
-            [[tag["label"], round(tag["score"], 4), round(tag["step_probability"], 4)] for tag in tags])
+            [[tag["label"], round(tag["score"], 4), round(tag["step_probability"], 4)]
+             + ([", ".join(tag["words"])] if explains(model) else []) for tag in tags])
 
 
 def build_demo(location: str | None = None):
@@ -77,8 +97,8 @@ def build_demo(location: str | None = None):
                 button = gr.Button("Suggest tags", variant="primary", elem_id="suggest")
             with gr.Column():
                 chart = gr.Label(label="Tags by score", num_top_classes=20, elem_id="tag-chart")
-                table = gr.Dataframe(headers=TABLE_HEADERS, label="In generation order", elem_id="tag-table",
-                                     interactive=False)
+                table = gr.Dataframe(headers=TABLE_HEADERS + ([WORDS_HEADER] if explains(model) else []),
+                                     label="In generation order", elem_id="tag-table", interactive=False)
         examples = [[post.get("text", ""), post.get("image", ""), post.get("location", ""), post.get("time", "")]
                     for post in example_posts(location)]
         if examples:

@@ -4,9 +4,11 @@
     accelerate launch train.py --dataset stacksample --data_dir ~/stacksample --output_dir outputs/so
     accelerate launch --multi_gpu --num_processes 2 train.py ...  # any number of GPUs (or CPU processes)
 
-Model selection never sees the test split: every epoch is scored on a validation split (the corpus's own,
-or one carved from train by the hash of each post's group), the best epoch and early stopping follow
-validation, and the test split is scored once, on the chosen model, at the end.
+Model selection never sees the test split: the model is scored on a validation split (the corpus's own, or one
+carved from train by the hash of each post's group) at every epoch end, or every ``--eval_steps`` steps, or
+``--evaluations`` times over the budget, and always at the end; the best checkpoint, early stopping, the lexical
+expert's C and weight and the score calibration follow validation; the test split is scored once, on the chosen
+model, at the end.
 
 The output folder is a Hub model repo: weights of the chosen epoch, config with ``auto_map``, the custom
 pipeline and the score calibration fitted on validation, tokenizer, the Hub-shipped code, ``handler.py`` and
@@ -18,259 +20,37 @@ import argparse
 import json
 import math
 import os
-import random
-import re
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
-import evaluate
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, gather_object, set_seed
-from torch.utils.data import DataLoader, Dataset
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, get_scheduler
+from transformers import AutoTokenizer
 
-from configuration_sog import ATTENTION_LAYOUTS, RANKING_LOSSES, SCHEMES
-from modeling_baselines import ARForTagGeneration, BRLateFusionForTagRanking
-from modeling_br import BRForTagRanking
-from modeling_sog import SOGForTagGeneration, default_encoder_path
-from processing_sog import POST_FIELDS
-from sog_data import TAG_ORDERS, InstanceCollator, epoch_instances, tags_by_post_count
+from calibration import calibration_report, fit_score_calibration
+from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, RANKING_LOSSES, SCHEMES
+from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, load_corpus,
+                     prepare_splits, tag_vocabulary)
+from evaluation import K_VALUES, generate_and_score, load_tag_metric, read_predictions, write_predictions
+from hub_folder import push_hub_folder, write_hub_folder
+from lexical import DEFAULT_C_GRID, DEFAULT_FOLDS, fit_expert, fit_idf_only, install
+from recipe import (MODEL_CLASSES, SCHEDULES, BudgetProgress, budget_schedule, build_model, default_encoder_path,
+                    make_optimizer)
+from score_tables import score_table
+from training_instances import TAG_ORDERS, InstanceCollator, InstanceDataset
 
-REPO = Path(__file__).resolve().parent
-BUNDLED_CORPUS = REPO / "data" / "debtags-sample"
-METRIC_PATH = REPO / "evaluate_metrics" / "precision_at_k"
-MODEL_CLASSES = {"sog": SOGForTagGeneration, "br": BRForTagRanking, "br-lf": BRLateFusionForTagRanking,
-                 "ar": ARForTagGeneration}
-K_VALUES = (1, 3, 5)
 # The layout train.py gives SOG unless told otherwise (see the README's equal-cost comparison).
 DEFAULT_ATTENTION_LAYOUT = "paper"
-MIN_VALIDATION_POSTS = 300        # carved validation splits get at least this many posts ...
-MAX_VALIDATION_SHARE = 0.2        # ... unless that would take more than this share of train
-
-
-def load_local(*args, **kwargs):
-    """load_dataset for local files, read into memory through a private, temporary cache: datasets'
-    shared cache can hand back another folder's data when the file names match (seen with two corpus
-    folders of benchmarks/paper_table.py), and a forced re-read races with other DDP processes."""
-    with tempfile.TemporaryDirectory(prefix="sog-corpus-") as cache:
-        return datasets.load_dataset(*args, cache_dir=cache, keep_in_memory=True, **kwargs)
-
-
-# ----- data ------------------------------------------------------------------------------------------
-def load_corpus(dataset: str | None, data_dir: str | None = None) -> datasets.DatasetDict:
-    """A builder name, a local folder or Parquet/JSONL file in the common schema, or a Hub dataset id."""
-    from data_builders import BUILDERS, build, split_of
-
-    if dataset is None:
-        dataset = str(BUNDLED_CORPUS)
-    if dataset in BUILDERS:
-        corpus, report = build(dataset, data_dir=data_dir)
-        print("\n".join(report.lines()))
-    elif os.path.isfile(dataset):
-        kind = "parquet" if dataset.endswith(".parquet") else "json" if re.search(r"\.jsonl?$", dataset) else None
-        if kind is None:
-            raise ValueError(f"--dataset {dataset}: expected a .parquet, .json or .jsonl file")
-        table = load_local(kind, data_files=dataset, split="train")
-        if "id" not in table.column_names:
-            raise ValueError(f"--dataset {dataset}: a single file needs an 'id' column to split train/test by hash")
-        corpus = datasets.DatasetDict({
-            split: table.filter(lambda row, s=split: split_of(str(row["id"])) == s) for split in ("train", "test")})
-    elif os.path.isdir(dataset):
-        corpus = load_local(dataset)
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+", dataset):
-        corpus = datasets.load_dataset(dataset)
-    else:
-        raise ValueError(f"--dataset {dataset!r} is neither a builder ({', '.join(sorted(BUILDERS))}), "
-                         "an existing file or folder, nor a Hub dataset id (user/name)")
-    return check_corpus(corpus, dataset)
-
-
-def check_corpus(corpus, name: str) -> datasets.DatasetDict:
-    for split in ("train", "test") + (("validation",) if "validation" in corpus else ()):
-        if split not in corpus:
-            raise ValueError(f"dataset {name} has no {split!r} split (it has {sorted(corpus)})")
-        if "tags" not in corpus[split].column_names:
-            raise ValueError(f"dataset {name}, split {split!r}: no 'tags' column (columns: "
-                             f"{corpus[split].column_names})")
-        if len(corpus[split]) == 0:
-            raise ValueError(f"dataset {name}: split {split!r} is empty")
-    return corpus
-
-
-def carve_validation(train_split, percentage: float):
-    """Split a train split into (train, validation) by the hash of each post's group (its id when the corpus
-    has no ``group`` column), the hash the builders split train/test with: groups go to validation in hash
-    order until it holds ``percentage`` % of the posts, and at least MIN_VALIDATION_POSTS where that stays
-    under MAX_VALIDATION_SHARE of train."""
-    from data_builders import validation_rank
-
-    if not 0 < percentage < 100:
-        raise ValueError(f"--validation_split_percentage must be between 0 and 100, got {percentage}")
-    keys = train_split["group"] if "group" in train_split.column_names else [str(i) for i in train_split["id"]]
-    members = {}
-    for row, key in enumerate(keys):
-        members.setdefault(key or str(train_split[row]["id"]), []).append(row)
-    if len(members) < 2:
-        raise ValueError(f"cannot carve a validation split from a train split of {len(members)} group(s); "
-                         "give the corpus a 'validation' split or more posts")
-    wanted = max(math.ceil(len(keys) * percentage / 100), min(MIN_VALIDATION_POSTS, int(len(keys) * MAX_VALIDATION_SHARE)))
-    chosen = []
-    for key in sorted(members, key=lambda k: (validation_rank(k), k)):
-        if len(chosen) >= wanted or len(chosen) + len(members[key]) >= len(keys):
-            break
-        chosen.extend(members[key])
-    chosen_set = set(chosen)
-    return (train_split.select([i for i in range(len(keys)) if i not in chosen_set]),
-            train_split.select(sorted(chosen)))
-
-
-def subset(table, size: int | None, seed: int):
-    """A seeded random sample of ``size`` rows (corpora are often sorted, e.g. by package name)."""
-    if not size or size >= len(table):
-        return table
-    return table.shuffle(seed=seed).select(range(size))
-
-
-def posts_of(table) -> list[dict]:
-    """The context fields of each row (columns the corpus lacks count as empty)."""
-    columns = [c for c in POST_FIELDS if c in table.column_names]
-    return [{c: row[c] for c in columns} for row in table.select_columns(columns)]
-
-
-def tag_vocabulary(train_tags, min_tag_freq: int) -> list[str]:
-    """Train-split tags seen at least ``min_tag_freq`` times, most frequent first."""
-    vocabulary = [tag for tag, count in tags_by_post_count(train_tags) if count >= min_tag_freq]
-    if not vocabulary:
-        raise ValueError(f"the tag vocabulary is empty: no train tag is seen >= {min_tag_freq} times "
-                         "(lower --min_tag_freq)")
-    return vocabulary
-
-
-class InstanceDataset(Dataset):
-    """The items of one epoch, in a shuffled order that ``set_epoch`` redraws (the tag orders too): instances,
-    or, for models that pack, posts (each with all its instances). A prepared DataLoader's ``set_epoch``
-    forwards to it.
-
-    The count does not change between epochs, so one prepared DataLoader serves every epoch and a resumed
-    run skips exactly the batches it had done."""
-
-    def __init__(self, post_tag_ids, scheme: str, per_post: str, seed: int, tag_order: str, packed: bool):
-        self.post_tag_ids, self.scheme, self.per_post, self.seed = post_tag_ids, scheme, per_post, seed
-        self.tag_order, self.packed = tag_order, packed
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int):
-        groups = epoch_instances(self.post_tag_ids, self.scheme, self.per_post, self.seed + epoch, self.tag_order)
-        self.instance_count = sum(len(group) for group in groups)
-        self.instances = groups if self.packed else [inst for group in groups for inst in group]
-        random.Random(self.seed * 1000 + epoch).shuffle(self.instances)
-
-    def __len__(self):
-        return len(self.instances)
-
-    def __getitem__(self, index):
-        return self.instances[index]
-
-
-class TrainState:
-    """What a checkpoint needs beyond weights/optimizer/scheduler/RNG to resume exactly."""
-
-    def __init__(self):
-        self.epoch = 0
-        self.batches_done = 0          # batches of the current epoch already consumed
-        self.epochs_trained = 0.0      # epochs of batches consumed, a stopped epoch in part, across resumes
-        self.completed_steps = 0       # optimizer steps
-        self.best = None               # best validation --metric_for_best_model so far
-        self.best_epoch = None
-        self.epochs_without_improvement = 0
-        self.train_seconds = 0.0       # time spent in training steps (not evaluating), across resumes
-        self.out_of_time = False       # --max_train_minutes ran out
-        self.history = []
-
-    def state_dict(self):
-        return dict(vars(self))
-
-    def load_state_dict(self, state):
-        vars(self).update(state)
-
-
-# ----- evaluation ------------------------------------------------------------------------------------
-def load_tag_metric():
-    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
-
-
-def score(metric, predictions, references) -> dict:
-    """P/R/F1/nDCG@1,3,5 in percent, through the project's evaluate module."""
-    scores = metric.compute(predictions=predictions, references=references, k=list(K_VALUES))
-    return {name: (value if name == "n" else 100 * value) for name, value in scores.items()}
-
-
-def evaluate_model(accelerator, model, tokenizer, posts, gold, num_tags, batch_size, metric):
-    """Generate tags for every post exactly once across processes; return scores and predictions."""
-    # Each process takes every n-th post: no padding, so no duplicates to drop after gathering.
-    mine = list(range(accelerator.process_index, len(posts), accelerator.num_processes))
-    generator = accelerator.unwrap_model(model)
-    tags = generator.generate_tags([posts[i] for i in mine], tokenizer, num_tags=num_tags, batch_size=batch_size)
-    gathered = gather_object(list(zip(mine, tags)))
-    predictions = dict(gathered)
-    if sorted(predictions) != list(range(len(posts))) or len(gathered) != len(posts):
-        raise RuntimeError(f"evaluation covered {len(predictions)} distinct of {len(posts)} posts "
-                           f"({len(gathered)} gathered)")
-    ranked = [[tag["label"] for tag in predictions[i]] for i in range(len(posts))]
-    return score(metric, ranked, gold), [predictions[i] for i in range(len(posts))]
-
-
-def calibration_rows(predictions, gold):
-    """(step probability, step, hit) for every generated tag; hit: the tag is in the post's gold set."""
-    return [(tag["step_probability"], step, tag["label"] in set(tags))
-            for generated, tags in zip(predictions, gold) for step, tag in enumerate(generated, start=1)]
-
-
-def fit_score_calibration(predictions, gold) -> dict | None:
-    """Logistic regression of hit on (logit(step probability), log(step)): the mapping ``generate_tags`` turns
-    step probabilities into scores with. ``None`` when the predictions hold only hits or only misses."""
-    rows = calibration_rows(predictions, gold)
-    hits = torch.tensor([float(hit) for _, _, hit in rows], dtype=torch.float64)
-    if not rows or hits.min() == hits.max():
-        return None
-    p = torch.tensor([prob for prob, _, _ in rows], dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
-    features = torch.stack([torch.logit(p), torch.log(torch.tensor([float(s) for _, s, _ in rows],
-                                                                     dtype=torch.float64))], dim=1)
-    weights = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weights, bias], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(features @ weights + bias, hits) \
-            + 1e-4 * weights.pow(2).sum()   # a light ridge keeps the fit finite on separable data
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return {"slope": round(weights[0].item(), 6), "step_slope": round(weights[1].item(), 6),
-            "intercept": round(bias.item(), 6), "fitted_on": "validation", "tags": len(rows),
-            "posts": len(predictions)}
-
-
-def calibration_report(predictions, gold, bins: int = 10) -> dict:
-    """How well scores match hit rates: mean score, hit rate and expected calibration error (ECE)."""
-    rows = [(tag["score"], tag["label"] in set(tags)) for generated, tags in zip(predictions, gold)
-            for tag in generated]
-    if not rows:
-        return {"tags": 0}
-    error = 0.0
-    for b in range(bins):
-        inside = [(s, h) for s, h in rows if b / bins <= s < (b + 1) / bins or (b == bins - 1 and s == 1.0)]
-        if inside:
-            error += len(inside) / len(rows) * abs(sum(s for s, _ in inside) / len(inside)
-                                                   - sum(h for _, h in inside) / len(inside))
-    return {"tags": len(rows), "mean_score": sum(s for s, _ in rows) / len(rows),
-            "hit_rate": sum(h for _, h in rows) / len(rows), "expected_calibration_error": error}
+COMPLETE_MARKER = "checkpoint_complete"
+BEST_WEIGHTS = "model.safetensors"
+VALIDATION_PREDICTIONS = "validation_predictions.jsonl"
+TEST_PREDICTIONS = "eval_predictions.jsonl"
+# The weights of the lexical expert tried on validation at the end ("mix", "prior"); 0 is the encoder alone.
+LEXICAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 # ----- arguments -------------------------------------------------------------------------------------
@@ -281,7 +61,7 @@ def parse_args(argv=None):
                       ".parquet/.jsonl file in the common schema, or a Hub dataset id; default: the bundled sample")
     data.add_argument("--data_dir", help="raw data of a builder")
     data.add_argument("--min_tag_freq", type=int, default=1, help="keep train tags seen at least this often")
-    data.add_argument("--validation_split_percentage", type=float, default=5.0,
+    data.add_argument("--validation_split_percentage", type=float, default=DEFAULT_VALIDATION_PERCENTAGE,
                       help="share of train (by post group) held out to choose the best epoch, when the corpus has "
                       f"no validation split; at least {MIN_VALIDATION_POSTS} posts where that stays under "
                       f"{MAX_VALIDATION_SHARE * 100:.0f}%% of train")
@@ -306,9 +86,23 @@ def parse_args(argv=None):
                        help="start tag and marker embeddings from their names' word pieces, or at random")
     model.add_argument("--tag_head", choices=["transform", "plain"], default="transform",
                        help="SOG/AR head: z = LN(act(dense h)) W^T + b (transform) or z = h W^T + b (plain)")
+    model.add_argument("--lexical_mode", choices=("none",) + LEXICAL_MODES, default="none",
+                       help="the lexical expert (TF-IDF over the whole post's word pieces -> tags, kept in the model): "
+                       "none; mix (fitted first, frozen, mixed in at decoding with a weight fitted on validation); "
+                       "prior (also added during training, cross-fitted on train); joint (trained with the encoder)")
+    model.add_argument("--lexical_folds", type=int, default=DEFAULT_FOLDS,
+                       help="prior: folds of the cross-fitted train scores")
+    model.add_argument("--lexical_c_grid", type=float, nargs="+", default=list(DEFAULT_C_GRID),
+                       help="mix, prior: the expert's C values tried on validation")
     train = p.add_argument_group("training (the paper's defaults)")
-    train.add_argument("--learning_rate", type=float, default=5e-5)
-    train.add_argument("--weight_decay", type=float, default=0.0)
+    train.add_argument("--learning_rate", type=float, default=5e-5, help="the pretrained encoder's rate")
+    train.add_argument("--head_learning_rate", type=float,
+                       help="the rate of what the encoder's checkpoint does not hold: tag and marker embeddings, the "
+                       "head, the output bias (default: --learning_rate)")
+    train.add_argument("--lexical_learning_rate", type=float, help="joint: the expert's rate (default: --head_learning_rate)")
+    train.add_argument("--lexical_weight_decay", type=float, default=0.0, help="joint: the expert's weight decay")
+    train.add_argument("--weight_decay", type=float, default=0.0,
+                       help="AdamW's decoupled decay, never on biases, LayerNorm weights and embeddings")
     train.add_argument("--per_device_train_batch_size", type=int, default=64,
                        help="instances per batch; posts per batch for models that pack a post's instances in one row "
                        "(sog with the one-pass layout, ar)")
@@ -318,7 +112,11 @@ def parse_args(argv=None):
                        help="end training after the optimizer step where this much training time (evaluation "
                        "excluded) has run out, then evaluate as after an epoch")
     train.add_argument("--early_stopping_patience", type=int,
-                       help="stop after this many epochs without a better validation score (default: off)")
+                       help="stop after this many evaluations without a better validation score (default: off)")
+    train.add_argument("--eval_steps", type=int, help="evaluate on validation every N optimizer steps (and at the end)")
+    train.add_argument("--evaluations", type=int,
+                       help="evaluate N times, evenly over the budget (the time budget under --max_train_minutes, else "
+                       "the epochs' steps); default: at every epoch end")
     train.add_argument("--tag_order", choices=TAG_ORDERS,
                        help="generators: give a post's tags in the order the corpus lists them (fixed) or in an order "
                        "drawn each epoch (shuffled); default: fixed for 1-to-1 (the paper's Eq. 9), shuffled for 1-to-M")
@@ -329,9 +127,11 @@ def parse_args(argv=None):
                        help="generators (sog, ar): every instance of a post per epoch (the paper), or one drawn "
                        "at random (an epoch then costs what a ranking epoch costs)")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    train.add_argument("--lr_scheduler_type", default="constant", help="transformers scheduler name (Adam's "
-                       "constant rate by default, as in the paper)")
-    train.add_argument("--num_warmup_steps", type=int, default=0)
+    train.add_argument("--lr_scheduler_type", choices=SCHEDULES, default="constant",
+                       help="after warmup: a constant rate (the paper's Adam), or linear or cosine decay to 0 over the "
+                       "budget: the epochs' steps, or the time budget under --max_train_minutes")
+    train.add_argument("--warmup_ratio", type=float, default=0.0, help="share of the budget the rate warms up over")
+    train.add_argument("--num_warmup_steps", type=int, default=0, help="warmup in steps (instead of --warmup_ratio)")
     train.add_argument("--max_grad_norm", type=float, default=1.0)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
@@ -349,7 +149,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.push_to_hub and not args.hub_model_id and not args.dry_run:
         p.error("--push_to_hub needs --hub_model_id (or --dry_run)")
-    ranking = MODEL_CLASSES[args.model].ranks_in_one_pass
+    ranking = MODEL_CLASSES[args.model].learns_from_gold_set
     if ranking and (args.instances_per_post != "all" or args.tag_head != "transform"
                     or args.loss_weighting != "instance" or args.tag_order is not None):
         p.error(f"--instances_per_post, --tag_head, --loss_weighting and --tag_order apply to generators (sog, ar), "
@@ -361,9 +161,16 @@ def parse_args(argv=None):
                 "never read tags)")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be an integer or 'epoch'")
-    for name in ("max_train_minutes", "early_stopping_patience"):
+    for name in ("max_train_minutes", "early_stopping_patience", "eval_steps", "evaluations", "head_learning_rate",
+                 "lexical_learning_rate"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
+    if args.eval_steps and args.evaluations:
+        p.error("--eval_steps and --evaluations are two ways to say when to evaluate: give one")
+    if not 0 <= args.warmup_ratio < 1:
+        p.error("--warmup_ratio must be in [0, 1)")
+    if args.lexical_mode == "prior" and args.lexical_folds < 2:
+        p.error("--lexical_folds must be at least 2 (prior: each train post's score comes from the other folds)")
     if args.attention_layout is None:
         args.attention_layout = DEFAULT_ATTENTION_LAYOUT if args.model == "sog" else "paper"
     if args.tag_order is None and not ranking:
@@ -371,23 +178,131 @@ def parse_args(argv=None):
     return args
 
 
-# ----- the run ---------------------------------------------------------------------------------------
-def prepare_splits(corpus, args):
-    """(train, validation, test, where validation came from): validation is the corpus's own or carved from
-    train before any sampling, so the test split and the vocabulary never depend on it."""
-    train_split = corpus["train"]
-    if "validation" in corpus:
-        validation, source = corpus["validation"], "the corpus's validation split"
-    else:
-        train_split, validation = carve_validation(train_split, args.validation_split_percentage)
-        source = f"carved from train by group hash ({args.validation_split_percentage:g} %, {len(validation)} posts)"
-    return (subset(train_split, args.max_train_samples, args.seed),
-            subset(validation, args.max_validation_samples, args.seed),
-            subset(corpus["test"], args.max_eval_samples, args.seed), source)
+def card_settings(args) -> dict:
+    """What the model card says about how the model was trained: the one place that reads them off the arguments."""
+    return {"dataset": args.dataset, "encoder": args.model_name_or_path, "hub_model_id": args.hub_model_id,
+            "training": {k: getattr(args, k) for k in ("scheme", "attention_layout", "max_length", "learning_rate",
+                                                       "head_learning_rate", "lr_scheduler_type", "warmup_ratio",
+                                                       "lexical_mode", "num_train_epochs", "max_train_minutes",
+                                                       "per_device_train_batch_size", "max_train_samples", "seed")}}
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def splits_of(corpus, args):
+    """(train, validation, test, where validation came from) as these arguments ask (``corpora.prepare_splits``)."""
+    return prepare_splits(corpus, args.validation_split_percentage, args.max_train_samples,
+                          args.max_validation_samples, args.max_eval_samples, args.seed)
+
+
+# ----- the run's pieces --------------------------------------------------------------------------------
+class TrainState:
+    """What a checkpoint needs beyond weights/optimizer/scheduler/RNG to resume exactly."""
+
+    def __init__(self):
+        self.epoch = 0
+        self.batches_done = 0          # batches of the current epoch already consumed
+        self.epochs_trained = 0.0      # epochs of batches consumed, a stopped epoch in part, across resumes
+        self.completed_steps = 0       # optimizer steps
+        self.best = None               # best validation --metric_for_best_model so far
+        self.best_evaluation = None    # its index in history
+        self.evaluations_without_improvement = 0
+        self.train_seconds = 0.0       # time spent in training steps (not evaluating), across resumes
+        self.out_of_time = False       # --max_train_minutes ran out
+        self.history = []
+
+    def state_dict(self):
+        return dict(vars(self))
+
+    def load_state_dict(self, state):
+        vars(self).update(state)
+
+
+@dataclass
+class TrainingPosts:
+    """The train split as training reads it: the posts with at least one tag of the vocabulary, their tags as
+    vocabulary ids, and how many posts were left out for having none."""
+
+    posts: list
+    tag_ids: list
+    vocabulary: list
+    left_out: int
+
+    @classmethod
+    def of(cls, split: Split, vocabulary) -> "TrainingPosts":
+        tag2id = {t: i for i, t in enumerate(vocabulary)}
+        tag_ids = [[tag2id[t] for t in dict.fromkeys(tags) if t in tag2id] for tags in split.gold]
+        keep = [i for i, ids in enumerate(tag_ids) if ids]
+        return cls([split.posts[i] for i in keep], [tag_ids[i] for i in keep], vocabulary, len(tag_ids) - len(keep))
+
+
+class EvaluationSchedule:
+    """When validation is scored: at every epoch end (default), every ``eval_steps`` optimizer steps, or
+    ``evaluations`` times evenly over the budget; ``train`` adds one at the very end when the last step was not
+    scored."""
+
+    def __init__(self, args, progress: BudgetProgress):
+        self.eval_steps, self.evaluations, self.progress = args.eval_steps, args.evaluations, progress
+
+    @property
+    def at_epoch_ends(self) -> bool:
+        return not (self.eval_steps or self.evaluations)
+
+    def due_after_step(self, state) -> bool:
+        if self.eval_steps:
+            return state.completed_steps % self.eval_steps == 0
+        if self.evaluations:   # the k-th of N is due once k/N of the budget is spent
+            return len(state.history) < self.evaluations and \
+                self.progress() >= (len(state.history) + 1) / self.evaluations - 1e-9
+        return False
+
+
+@dataclass
+class Run:
+    """Everything the loop's functions share."""
+
+    args: argparse.Namespace
+    accelerator: Accelerator
+    output_dir: Path
+    tokenizer: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_loader: DataLoader
+    state: TrainState
+    evaluation: EvaluationSchedule
+    metric: object
+    train: TrainingPosts
+    validation: Split
+    test: Split
+    validation_source: str
+    instances_per_epoch: int
+    lexical_report: dict | None = None
+    instances_seen: int = 0
+
+
+def prepare_lexical_expert(args, model, tokenizer, training: TrainingPosts, validation: Split, log) -> tuple:
+    """Fit the expert's part that comes before the encoder's training: its idf (every mode) and, for mix and prior,
+    its weights, frozen (prior: also each train post's cross-fitted offsets, which the collator hands the model).
+    Returns (what the collator adds per post, a report, the seconds it took)."""
+    start = time.perf_counter()
+    train_bags = model.units.piece_bags(training.posts, tokenizer)
+    if args.lexical_mode == "joint":
+        fit_idf_only(model, train_bags)
+        return {"bags": train_bags}, {"mode": "joint"}, time.perf_counter() - start
+    tag2id = {t: i for i, t in enumerate(training.vocabulary)}
+    validation_ids = [[tag2id[t] for t in tags if t in tag2id] for tags in validation.gold]
+    expert = fit_expert(train_bags, training.tag_ids, model.units.piece_bags(validation.posts, tokenizer),
+                        validation_ids, model.config.num_tags, model.config.vocab_size, args.lexical_c_grid,
+                        folds=args.lexical_folds if args.lexical_mode == "prior" else 0, seed=args.seed, log=log)
+    install(model, expert, trainable=False)
+    inputs = {}
+    if args.lexical_mode == "prior":
+        inputs["offsets"] = model.config.lexical_weight * torch.nn.functional.logsigmoid(expert.cross_fitted)
+    return inputs, {"mode": args.lexical_mode, **expert.report()}, time.perf_counter() - start
+
+
+def start(args) -> Run:
+    """Accelerator, seeds, splits, vocabulary, model (and its lexical expert), data loader, optimizer and schedule,
+    checkpoint to resume."""
     output_dir = Path(args.output_dir)
     # cpu=True on a machine without CUDA makes `--multi_gpu --num_processes N` real gloo DDP on CPU
     # (without it, N independent processes would each train on all the data).
@@ -403,161 +318,179 @@ def main(argv=None) -> dict:
 
     with accelerator.main_process_first():
         corpus = load_corpus(args.dataset, args.data_dir)
-    train_split, validation_split, test_split, validation_source = prepare_splits(corpus, args)
+    train_split, validation_split, test_split, validation_source = splits_of(corpus, args)
     # The vocabulary and the prior come from the train part only.
-    vocabulary = tag_vocabulary(train_split["tags"], args.min_tag_freq)
-    tag2id = {t: i for i, t in enumerate(vocabulary)}
-    post_tag_ids = [[tag2id[t] for t in dict.fromkeys(tags) if t in tag2id] for tags in train_split["tags"]]
-    keep = [i for i, ids in enumerate(post_tag_ids) if ids]
-    if len(keep) < len(post_tag_ids):
-        accelerator.print(f"{len(post_tag_ids) - len(keep)} train posts have no tag in the vocabulary: not trained on")
-    all_train_posts = posts_of(train_split)
-    train_posts = [all_train_posts[i] for i in keep]
-    post_tag_ids = [post_tag_ids[i] for i in keep]
-    validation_posts, validation_gold = posts_of(validation_split), [list(t) for t in validation_split["tags"]]
-    test_posts, test_gold = posts_of(test_split), [list(t) for t in test_split["tags"]]
+    training = TrainingPosts.of(Split.of("train", train_split), tag_vocabulary(train_split["tags"], args.min_tag_freq))
+    if training.left_out:
+        accelerator.print(f"{training.left_out} train posts have no tag in the vocabulary: not trained on")
+    validation, test = Split.of("validation", validation_split), Split.of("test", test_split)
 
     encoder = args.model_name_or_path or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = MODEL_CLASSES[args.model].from_encoder(encoder, tags=vocabulary, scheme=args.scheme,
-                                                   attention_layout=args.attention_layout,
-                                                   ranking_loss=args.br_loss,
-                                                   max_input_length=args.max_length,
-                                                   num_tags_to_generate=args.num_tags,
-                                                   tag_head_transform=args.tag_head == "transform",
-                                                   weight_loss_by_target_count=args.loss_weighting == "target_count",
-                                                   init_units_from_names=args.unit_init == "names")
-    if args.output_bias == "prior":
-        model.init_from_training_tags(post_tag_ids)
-    contexts = model.encode_contexts(train_posts, tokenizer)
-    per_post = "set" if model.ranks_in_one_pass else args.instances_per_post
-    train_data = InstanceDataset(post_tag_ids, args.scheme, per_post, args.seed, args.tag_order, model.packs_instances)
-    instances_per_epoch, packed = train_data.instance_count, model.packs_instances
+    model = build_model(args.model, encoder, training.vocabulary, training.tag_ids, args.output_bias,
+                        init_units_from_names=args.unit_init == "names", scheme=args.scheme,
+                        attention_layout=args.attention_layout, ranking_loss=args.br_loss,
+                        max_input_length=args.max_length, num_tags_to_generate=args.num_tags,
+                        tag_head_transform=args.tag_head == "transform",
+                        weight_loss_by_target_count=args.loss_weighting == "target_count",
+                        lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode)
+    lexical_inputs, lexical_report, lexical_seconds = {}, None, 0.0
+    if model.lexical is not None:
+        lexical_inputs, lexical_report, lexical_seconds = prepare_lexical_expert(
+            args, model, tokenizer, training, validation, accelerator.print)
+    contexts = model.encode_contexts(training.posts, tokenizer)
+    train_data = InstanceDataset.for_model(model, training.tag_ids, args.scheme, args.instances_per_post, args.seed,
+                                           args.tag_order)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,
-                              collate_fn=InstanceCollator(model, tokenizer, contexts))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+                              collate_fn=InstanceCollator(model, tokenizer, contexts, **lexical_inputs))
+    optimizer = make_optimizer(model, args.learning_rate, args.weight_decay, head_learning_rate=args.head_learning_rate,
+                               lexical_learning_rate=args.lexical_learning_rate or args.head_learning_rate,
+                               lexical_weight_decay=args.lexical_weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train_data) / args.per_device_train_batch_size /
                                           accelerator.num_processes) / args.gradient_accumulation_steps)
-    # The prepared scheduler steps once per process for every optimizer step, hence the factor.
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer,
-                              num_warmup_steps=args.num_warmup_steps * accelerator.num_processes,
-                              num_training_steps=steps_per_epoch * args.num_train_epochs * accelerator.num_processes)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     state = TrainState()
+    state.train_seconds = lexical_seconds   # the expert's fit is training time: budgets compare whole recipes
+    total_steps = steps_per_epoch * args.num_train_epochs
+    progress = BudgetProgress(state, total_steps, args.max_train_minutes * 60 if args.max_train_minutes else None)
+    warmup = args.warmup_ratio or args.num_warmup_steps / max(1, total_steps)
+    scheduler = budget_schedule(optimizer, args.lr_scheduler_type, progress, warmup)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     accelerator.register_for_checkpointing(state)
+    run = Run(args, accelerator, output_dir, tokenizer, model, optimizer, scheduler, train_loader, state,
+              EvaluationSchedule(args, progress), load_tag_metric(), training, validation, test, validation_source,
+              train_data.instance_count, lexical_report)
 
     hyperparameters = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-    hyperparameters.update(num_tags_vocabulary=len(vocabulary), train_posts=len(train_posts),
-                           train_instances_per_epoch=instances_per_epoch, validation_posts=len(validation_posts),
-                           test_posts=len(test_posts), processes=accelerator.num_processes)
+    hyperparameters.update(num_tags_vocabulary=len(training.vocabulary), train_posts=len(training.posts),
+                           train_instances_per_epoch=run.instances_per_epoch, validation_posts=len(run.validation),
+                           test_posts=len(run.test), processes=accelerator.num_processes)
     accelerator.init_trackers("sog", config=hyperparameters)
     if args.resume_from_checkpoint:
         resume(accelerator, args.resume_from_checkpoint, output_dir)
     layout = f", {args.attention_layout} layout" if args.model == "sog" else ""
-    accelerator.print(f"training {args.model.upper()} ({args.scheme}{layout}) on {len(train_posts)} posts = "
-                      f"{instances_per_epoch} instances/epoch in {len(train_data)} {'posts' if packed else 'rows'}, "
-                      f"{len(vocabulary)} tags, {accelerator.num_processes} process(es) [{accelerator.distributed_type}], "
-                      f"{steps_per_epoch} steps/epoch; validation: {validation_source}; test: {len(test_posts)} posts")
+    packed = train_data.packed
+    accelerator.print(f"training {args.model.upper()} ({args.scheme}{layout}) on {len(training.posts)} posts = "
+                      f"{run.instances_per_epoch} instances/epoch in {len(train_data)} {'posts' if packed else 'rows'}, "
+                      f"{len(training.vocabulary)} tags, {accelerator.num_processes} process(es) "
+                      f"[{accelerator.distributed_type}], {steps_per_epoch} steps/epoch; validation: {validation_source}; "
+                      f"test: {len(run.test)} posts")
+    return run
 
-    metric = load_tag_metric()
+
+# ----- the loop ----------------------------------------------------------------------------------------
+def train(run: Run) -> str:
+    """Epochs until they are done, the time budget runs out or early stopping says so; returns which."""
+    stopped_by = "epochs"
+    for epoch in range(run.state.epoch, run.args.num_train_epochs):
+        reason = train_epoch(run, epoch)
+        if reason:
+            stopped_by = reason
+            break
+    if not run.state.history or run.state.history[-1]["completed_steps"] != run.state.completed_steps:
+        evaluate(run)   # the last (annealed) weights always get their say
+    return stopped_by
+
+
+def train_epoch(run: Run, epoch: int) -> str | None:
+    """One pass over the training batches (the rest of it, after a resume), evaluating where the schedule says;
+    returns why training stops (time budget, early stopping) or None."""
+    args, accelerator, state, model = run.args, run.accelerator, run.state, run.model
     budget_seconds = args.max_train_minutes * 60 if args.max_train_minutes else None
-    instances_seen = 0
-    stop_reason = "epochs"
-    for epoch in range(state.epoch, args.num_train_epochs):
-        model.train()
-        loader = accelerator.skip_first_batches(train_loader, state.batches_done) if state.batches_done else train_loader
-        # Accelerate re-calls set_epoch(its own pass counter) on the dataset at every pass; a resumed run's
-        # loaders have counted fewer passes, so tell them the real epoch.
-        loader.set_epoch(epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.num_train_epochs}", initial=state.batches_done,
-                   total=len(train_loader), disable=not accelerator.is_local_main_process)
-        step_start = time.perf_counter()
-        for batch in bar:
-            # Dropout masks depend on (seed, batch, process) only, not on how many random draws came
-            # before (a resumed run creates its DataLoader iterator afterwards, which draws one).
-            torch.manual_seed(args.seed + (epoch * len(train_loader) + state.batches_done) * accelerator.num_processes
-                              + accelerator.process_index)
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state.batches_done += 1
-            state.epochs_trained += 1 / len(train_loader)
-            instances_seen += batch["labels"].size(0)
-            now = time.perf_counter()
-            state.train_seconds += now - step_start
-            step_start = now
+    model.train()
+    loader = accelerator.skip_first_batches(run.train_loader, state.batches_done) if state.batches_done \
+        else run.train_loader
+    # Accelerate re-calls set_epoch(its own pass counter) on the dataset at every pass; a resumed run's
+    # loaders have counted fewer passes, so tell them the real epoch.
+    loader.set_epoch(epoch)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.num_train_epochs}", initial=state.batches_done,
+               total=len(run.train_loader), disable=not accelerator.is_local_main_process)
+    step_start = time.perf_counter()
+    for batch in bar:
+        # Dropout masks depend on (seed, batch, process) only, not on how many random draws came
+        # before (a resumed run creates its DataLoader iterator afterwards, which draws one).
+        torch.manual_seed(args.seed + (epoch * len(run.train_loader) + state.batches_done) * accelerator.num_processes
+                          + accelerator.process_index)
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
             if accelerator.sync_gradients:
-                state.completed_steps += 1
-                bar.set_postfix(loss=f"{loss.item():.4f}", inst_s=f"{instances_seen / state.train_seconds:.1f}")
-                accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]},
-                                step=state.completed_steps)
-                if args.checkpointing_steps not in (None, "epoch") and \
-                        state.completed_steps % int(args.checkpointing_steps) == 0:
-                    save_checkpoint(accelerator)
-                if budget_seconds is not None and out_of_time(accelerator, state.train_seconds >= budget_seconds):
-                    state.out_of_time = True
-                    break
-        partial = state.out_of_time and state.batches_done < len(train_loader)
-        state.epoch, state.batches_done = epoch + 1, 0
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad()
+        state.batches_done += 1
+        state.epochs_trained += 1 / len(run.train_loader)
+        run.instances_seen += batch["labels"].size(0)
+        now = time.perf_counter()
+        state.train_seconds += now - step_start
+        if budget_seconds is not None and accelerator.num_processes > 1:   # one clock, so one learning rate
+            state.train_seconds = accelerator.reduce(torch.tensor([state.train_seconds], device=accelerator.device),
+                                                     "max").item()
+        if accelerator.sync_gradients:
+            state.completed_steps += 1
+            bar.set_postfix(loss=f"{loss.item():.4f}", inst_s=f"{run.instances_seen / state.train_seconds:.1f}")
+            accelerator.log({"train/loss": loss.item(), "train/lr": run.scheduler.get_last_lr()[0]},
+                            step=state.completed_steps)
+            if args.checkpointing_steps not in (None, "epoch") and \
+                    state.completed_steps % int(args.checkpointing_steps) == 0:
+                save_checkpoint(accelerator)
+            if budget_seconds is not None and out_of_time(accelerator, state.train_seconds >= budget_seconds):
+                state.out_of_time = True
+                evaluate(run)
+                return "time budget (--max_train_minutes)"
+            if run.evaluation.due_after_step(state):
+                reason = evaluate(run)
+                if reason:
+                    return reason
+                model.train()
+        step_start = time.perf_counter()
+    state.epoch, state.batches_done = epoch + 1, 0
+    reason = evaluate(run) if run.evaluation.at_epoch_ends else None
+    if args.checkpointing_steps == "epoch":
+        save_checkpoint(accelerator)
+    return reason
 
-        generate_start = time.perf_counter()
-        scores, predictions = evaluate_model(accelerator, model, tokenizer, validation_posts, validation_gold,
-                                             args.num_tags, args.per_device_eval_batch_size, metric)
-        generate_seconds = time.perf_counter() - generate_start
-        accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=state.completed_steps)
-        accelerator.print(f"epoch {epoch + 1}{' (cut short by --max_train_minutes)' if partial else ''}, "
-                          f"validation: " + "  ".join(f"P@{k} {scores[f'precision@{k}']:.2f} "
-                                                      f"R@{k} {scores[f'recall@{k}']:.2f}" for k in K_VALUES))
-        state.history.append({"epoch": epoch + 1, "partial": partial, "completed_steps": state.completed_steps,
-                              "train_seconds": state.train_seconds, **{f"validation_{k}": v for k, v in scores.items()},
-                              "generate_seconds": generate_seconds})
-        if state.best is None or scores[args.metric_for_best_model] > state.best:
-            state.best, state.best_epoch, state.epochs_without_improvement = scores[args.metric_for_best_model], epoch + 1, 0
-            save_best(accelerator, model, tokenizer, output_dir, validation_split, predictions)
-        else:
-            state.epochs_without_improvement += 1
-        if args.checkpointing_steps == "epoch":
-            save_checkpoint(accelerator)
-        if state.out_of_time:
-            stop_reason = "time budget (--max_train_minutes)"
-            break
-        if args.early_stopping_patience and state.epochs_without_improvement >= args.early_stopping_patience:
-            stop_reason = f"early stopping ({state.epochs_without_improvement} epochs without a better validation score)"
-            break
 
-    summary = finish(accelerator, model, tokenizer, output_dir, args, state, metric, test_split, test_posts,
-                     test_gold, validation_split, validation_gold,
-                     {"train_posts": len(train_posts), "instances_per_epoch": instances_per_epoch,
-                      "instances_seen": instances_seen, "epochs_trained": state.epochs_trained,
-                      "stopped_by": stop_reason,
-                      "validation_source": validation_source, "validation_posts": len(validation_posts),
-                      "test_posts": len(test_posts)})
-    # The DDP wrapper's reducer holds the process group. If it is the group's last holder, the group is torn
-    # down while the GIL is held, and a Gloo worker thread still releasing a gathered tensor waits for the GIL
-    # forever: the run hangs at exit. Dropping the wrapper first leaves the teardown to destroy_process_group,
-    # which releases the GIL.
-    del model, optimizer, train_loader, scheduler
-    accelerator.free_memory()
-    accelerator.end_training()
+def evaluate(run: Run) -> str | None:
+    """Score validation, keep the best weights; return "early stopping (...)" when patience has run out."""
+    args, accelerator, state = run.args, run.accelerator, run.state
+    generate_start = time.perf_counter()
+    scores, predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.validation, args.num_tags,
+                                             args.per_device_eval_batch_size, run.metric)
+    generate_seconds = time.perf_counter() - generate_start
+    accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=state.completed_steps)
+    epoch = round(state.epochs_trained, 3)
+    accelerator.print(f"epoch {epoch:g}, step {state.completed_steps}, validation: " + "  ".join(
+        f"P@{k} {scores[f'precision@{k}']:.2f} R@{k} {scores[f'recall@{k}']:.2f}" for k in K_VALUES))
+    state.history.append({"epoch": epoch, "completed_steps": state.completed_steps,
+                          "train_seconds": state.train_seconds, **{f"validation_{k}": v for k, v in scores.items()},
+                          "generate_seconds": generate_seconds})
+    if state.best is None or scores[args.metric_for_best_model] > state.best:
+        state.best, state.best_evaluation = scores[args.metric_for_best_model], len(state.history) - 1
+        state.evaluations_without_improvement = 0
+        save_best(run, predictions)
+    else:
+        state.evaluations_without_improvement += 1
+    if args.early_stopping_patience and state.evaluations_without_improvement >= args.early_stopping_patience:
+        return (f"early stopping ({state.evaluations_without_improvement} evaluations without a better validation "
+                "score)")
+    return None
+
+
+def main(argv=None) -> dict:
+    run = start(parse_args(argv))
+    stopped_by = train(run)
+    summary = finish(run, stopped_by)
+    close(run)
     return summary
 
 
+# ----- checkpoints, the best model, the end --------------------------------------------------------------
 def out_of_time(accelerator, mine: bool) -> bool:
     """True on every process once the main process's clock says so (they must stop at the same step)."""
     if accelerator.is_main_process and mine:
         accelerator.set_trigger()
     return accelerator.check_trigger()
-
-
-COMPLETE_MARKER = "checkpoint_complete"
-BEST_WEIGHTS = "model.safetensors"
-VALIDATION_PREDICTIONS = "validation_predictions.jsonl"
-TEST_PREDICTIONS = "eval_predictions.jsonl"
 
 
 def save_checkpoint(accelerator):
@@ -585,79 +518,101 @@ def resume(accelerator, checkpoint: str, output_dir: Path):
     accelerator.print(f"resumed from {checkpoint}")
 
 
-def save_best(accelerator, model, tokenizer, output_dir, validation_split, predictions):
+def save_best(run: Run, predictions):
     """The weights of the best epoch so far and its validation predictions (the calibration is fitted on them)."""
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
-        write_predictions(output_dir / VALIDATION_PREDICTIONS, validation_split, predictions)
+    run.accelerator.wait_for_everyone()
+    if run.accelerator.is_main_process:
+        run.accelerator.unwrap_model(run.model).save_pretrained(run.output_dir)
+        run.tokenizer.save_pretrained(run.output_dir)
+        write_predictions(run.output_dir / VALIDATION_PREDICTIONS, run.validation, predictions)
 
 
-def write_predictions(path, split, predictions):
-    with open(path, "w", encoding="utf-8") as stream:
-        for row, predicted in zip(split.select_columns(["id", "tags"]), predictions):
-            stream.write(json.dumps({"id": row["id"], "gold": row["tags"], "predicted": predicted}) + "\n")
+def fit_lexical_weight(run: Run, chosen) -> tuple[dict, list, dict]:
+    """Mix and prior: the expert's weight (LEXICAL_WEIGHTS, 0 being the encoder alone) whose first tag is right
+    most often on validation (P@1 needs only the first step, so each weight costs one step, not a whole
+    decoding), set in the config; returns that weight's validation scores and predictions (a full decoding), and
+    the P@1 of each weight."""
+    args = run.args
+    tried = {}
+    for weight in LEXICAL_WEIGHTS:
+        chosen.config.lexical_weight = weight
+        scores, _ = generate_and_score(run.accelerator, run.model, run.tokenizer, run.validation, 1,
+                                       args.per_device_eval_batch_size, run.metric)
+        tried[weight] = round(scores["precision@1"], 2)
+    chosen.config.lexical_weight = max(LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - 1.0)))
+    scores, predictions = generate_and_score(run.accelerator, run.model, run.tokenizer, run.validation,
+                                             args.num_tags, args.per_device_eval_batch_size, run.metric)
+    run.accelerator.print(f"lexical weight {chosen.config.lexical_weight:g} chosen on validation P@1 {tried}")
+    return scores, predictions, tried
 
 
-def read_predictions(path) -> list[list[dict]]:
-    with open(path, encoding="utf-8") as stream:
-        return [json.loads(line)["predicted"] for line in stream if line.strip()]
-
-
-def finish(accelerator, model, tokenizer, output_dir, args, state, metric, test_split, test_posts, test_gold,
-           validation_split, validation_gold, counts) -> dict:
-    """Back to the chosen epoch's weights, calibrate scores on validation, score the test split once, write the
-    Hub folder and the summary (with what every process did: same final weights? its share of the data?)."""
+def finish(run: Run, stopped_by: str) -> dict:
+    """Back to the chosen checkpoint's weights, fit the lexical expert's weight and the score calibration on
+    validation, score the test split once, write the Hub folder and the summary (with what every process did:
+    same final weights? its share of the data?)."""
     from safetensors.torch import load_file
 
+    args, accelerator, state, output_dir = run.args, run.accelerator, run.state, run.output_dir
     accelerator.wait_for_everyone()
-    chosen = accelerator.unwrap_model(model)
+    chosen = accelerator.unwrap_model(run.model)
     chosen.load_state_dict(load_file(output_dir / BEST_WEIGHTS), strict=True)
-    chosen.config.score_calibration = fit_score_calibration(read_predictions(output_dir / VALIDATION_PREDICTIONS),
-                                                            validation_gold)
-    best_row = next(row for row in state.history if row["epoch"] == state.best_epoch)
+    best_row = state.history[state.best_evaluation]
     validation = {k[len("validation_"):]: v for k, v in best_row.items() if k.startswith("validation_")}
+    validation_predictions = read_predictions(output_dir / VALIDATION_PREDICTIONS)
+    lexical = dict(run.lexical_report or {})
+    if chosen.lexical is not None and chosen.config.lexical_mode != "joint":
+        validation, validation_predictions, lexical["validation_by_weight"] = fit_lexical_weight(run, chosen)
+        lexical["weight"] = chosen.config.lexical_weight
+    chosen.config.score_calibration = fit_score_calibration(validation_predictions, run.validation.gold)
     generate_start = time.perf_counter()
-    test, test_predictions = evaluate_model(accelerator, model, tokenizer, test_posts, test_gold, args.num_tags,
-                                            args.per_device_eval_batch_size, metric)
+    test, test_predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.test, args.num_tags,
+                                                args.per_device_eval_batch_size, run.metric)
     test_generate_seconds = time.perf_counter() - generate_start
     accelerator.log({f"test/{k}": v for k, v in test.items()}, step=state.completed_steps)
     with torch.no_grad():
         checksum = sum(p.double().sum() for p in chosen.parameters()).reshape(1)
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
-    seen = accelerator.gather(torch.tensor([counts["instances_seen"]], device=accelerator.device)).tolist()
+    seen = accelerator.gather(torch.tensor([run.instances_seen], device=accelerator.device)).tolist()
     summary = {"args": vars(args), "history": state.history, "metric_for_best_model": args.metric_for_best_model,
-               "best_epoch": state.best_epoch, "validation": validation, "test": test,
+               "best_epoch": best_row["epoch"], "best_step": best_row["completed_steps"],
+               "validation": validation, "test": test, "lexical_expert": lexical or None,
                "test_generate_seconds": test_generate_seconds,
-               "test_calibration": calibration_report(test_predictions, test_gold),
+               "test_calibration": calibration_report(test_predictions, run.test.gold),
                "score_calibration": chosen.config.score_calibration,
                "parameter_checksums_per_process": checksums, "train_instances_per_process": seen,
-               "train_seconds": state.train_seconds, "completed_steps": state.completed_steps, **counts}
+               "train_seconds": state.train_seconds, "completed_steps": state.completed_steps,
+               "train_posts": len(run.train.posts), "instances_per_epoch": run.instances_per_epoch,
+               "instances_seen": run.instances_seen, "epochs_trained": state.epochs_trained,
+               "stopped_by": stopped_by, "validation_source": run.validation_source,
+               "validation_posts": len(run.validation), "test_posts": len(run.test)}
     accelerator.print(results_table(summary))
     if accelerator.is_main_process:
-        from hub_folder import push_hub_folder, write_hub_folder
-
-        write_hub_folder(chosen, tokenizer, output_dir, scores={"validation": validation, "test": test}, args=args,
-                         example_posts=test_posts[:3])
-        write_predictions(output_dir / TEST_PREDICTIONS, test_split, test_predictions)
+        write_hub_folder(chosen, run.tokenizer, output_dir, scores={"validation": validation, "test": test},
+                         settings=card_settings(args), example_posts=run.test.posts[:3])
+        write_predictions(output_dir / TEST_PREDICTIONS, run.test, test_predictions)
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
         if args.push_to_hub:
             push_hub_folder(output_dir, args.hub_model_id, dry_run=args.dry_run)
     return summary
 
 
+def close(run: Run):
+    # The DDP wrapper's reducer holds the process group. If it is the group's last holder, the group is torn
+    # down while the GIL is held, and a Gloo worker thread still releasing a gathered tensor waits for the GIL
+    # forever: the run hangs at exit. Dropping the wrapper first leaves the teardown to destroy_process_group,
+    # which releases the GIL.
+    run.model = run.optimizer = run.train_loader = run.scheduler = None
+    run.accelerator.free_memory()
+    run.accelerator.end_training()
+
+
 def results_table(summary) -> str:
     """The chosen epoch's validation scores next to the test scores, in %."""
-    header = "| split | posts | " + " | ".join(f"P@{k}" for k in K_VALUES) + " | " + \
-             " | ".join(f"R@{k}" for k in K_VALUES) + " |"
-    lines = [f"\nchosen: epoch {summary['best_epoch']} by validation {summary['metric_for_best_model']} "
-             f"(stopped by {summary['stopped_by']})", header, "|---|---:" + "|---:" * 2 * len(K_VALUES) + "|"]
-    for split, posts in (("validation", summary["validation_posts"]), ("test", summary["test_posts"])):
-        scores = summary[split]
-        lines.append(f"| {split} | {posts} | " + " | ".join(
-            f"{scores[f'{m}@{k}']:.2f}" for m in ("precision", "recall") for k in K_VALUES) + " |")
-    return "\n".join(lines)
+    return (f"\nchosen: epoch {summary['best_epoch']:g} (step {summary['best_step']}) by validation "
+            f"{summary['metric_for_best_model']} "
+            f"(stopped by {summary['stopped_by']})\n" + score_table(
+                [(split, summary[split], {"posts": summary[f"{split}_posts"]}) for split in ("validation", "test")],
+                label="split", before=[("posts", "posts", "d")]))
 
 
 if __name__ == "__main__":

@@ -12,20 +12,20 @@ import math
 import platform
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+import train
+from classical_baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline
+from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
+from data_builders.__main__ import write_folder
+from evaluation import K_VALUES, score
+from score_tables import score_table
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-import train  # noqa: E402
-from baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline  # noqa: E402
-from data_builders.__main__ import write_folder  # noqa: E402
-
-METRICS = [f"{m}@{k}" for m in ("P", "R") for k in train.K_VALUES]
+METRICS = [f"{m}@{k}" for m in ("P", "R") for k in K_VALUES]
 CLASSICAL = ("Frequency", "TF-IDF + LR", "Omikuji")
 DEFAULT_SEEDS = (42, 43, 44)
 CORPUS_CARD = ("---\nconfigs:\n- config_name: default\n  data_files:\n" + "".join(
@@ -55,24 +55,20 @@ def budget_arguments(args, num_train_epochs) -> list[str]:
 
 def percent_row(scores: dict) -> dict:
     return {f"{m}@{k}": round(scores[f"{'precision' if m == 'P' else 'recall'}@{k}"], 2)
-            for m in ("P", "R") for k in train.K_VALUES}
+            for m in ("P", "R") for k in K_VALUES}
 
 
 def prepare_corpus(args, output_dir: Path):
     """The split every row of a run shares, written as a folder train.py reads: validation carved from the full
     train split by group hash (train.py's rule), then seeded samples of train, validation and test."""
-    corpus = train.load_corpus(args.dataset, args.data_dir)
-    train_split, validation, source = corpus["train"], corpus.get("validation"), "the corpus's validation split"
-    if validation is None:
-        train_split, validation = train.carve_validation(train_split, 5.0)
-        source = (f"carved from train by group hash ({len(validation)} posts: 5 %, at least "
-                  f"{train.MIN_VALIDATION_POSTS})")
-    splits = {"train": train.subset(train_split, args.max_train_samples, args.data_seed),
-              "validation": train.subset(validation, args.max_validation_samples, args.data_seed),
-              "test": train.subset(corpus["test"], args.max_eval_samples, args.data_seed)}
+    train_split, validation, test, source = prepare_splits(
+        load_corpus(args.dataset, args.data_dir), DEFAULT_VALIDATION_PERCENTAGE, args.max_train_samples,
+        args.max_validation_samples, args.max_eval_samples, args.data_seed)
+    splits = {"train": train_split, "validation": validation, "test": test}
     corpus_dir = output_dir / "corpus"
     write_folder(splits, str(corpus_dir), CORPUS_CARD)
-    settings = {"dataset": args.dataset, "train_posts": len(splits["train"]),
+    dataset = f"{args.dataset} ({Path(args.data_dir).name})" if args.data_dir else args.dataset
+    settings = {"dataset": dataset, "train_posts": len(splits["train"]),
                 "validation_posts": len(splits["validation"]), "validation": source,
                 "test_posts": len(splits["test"]),
                 "encoder": args.model_name_or_path or "all-MiniLM-L6-v2 (offline)",
@@ -112,7 +108,18 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
             "train_posts_per_s": round(posts_trained / max(summary["train_seconds"], 1e-9), 2),
             "generate_posts_per_s": round(summary["test_posts"] / max(summary["test_generate_seconds"], 1e-9), 2),
             "test_expected_calibration_error": round(summary["test_calibration"].get("expected_calibration_error",
-                                                                                    float("nan")), 4)}
+                                                                                    float("nan")), 4),
+            **lexical_columns(summary.get("lexical_expert"))}
+
+
+def lexical_columns(expert: dict | None) -> dict:
+    """The lexical expert's numbers a row reports: its weight (mix, prior), its C and its fitting seconds."""
+    if not expert:
+        return {}
+    columns = {"lexical_mode": expert["mode"], "lexical_weight": expert.get("weight")}
+    if "C" in expert:
+        columns.update(lexical_C=expert["C"], lexical_seconds=expert["seconds"])
+    return columns
 
 
 def reusable_summary(saved: Path, argv: list) -> dict | None:
@@ -128,24 +135,26 @@ def reusable_summary(saved: Path, argv: list) -> dict | None:
 
 def run_classical(name: str, splits, metric, seed: int) -> dict:
     """Frequency, TF-IDF + LR (C chosen on validation) or Omikuji, on the same split."""
-    score = lambda predictions, references: train.score(metric, predictions, references)
-    posts = {split: train.posts_of(table) for split, table in splits.items()}
-    tags = {split: [list(t) for t in table["tags"]] for split, table in splits.items()}
+    scorer = lambda predictions, references: score(metric, predictions, references)
+    read = {name: Split.of(name, table) for name, table in splits.items()}
+    posts = {name: split.posts for name, split in read.items()}
+    tags = {name: split.gold for name, split in read.items()}
     start = time.perf_counter()
     if name == "Frequency":
         model = FrequencyBaseline().fit(tags["train"])
         fitted = time.perf_counter()
-        predictions = model.predict(len(posts["test"]), max(train.K_VALUES))
+        predictions = model.predict(len(posts["test"]), max(K_VALUES))
     elif name == "TF-IDF + LR":
-        model = TfidfLogisticBaseline().fit(posts["train"], tags["train"], posts["validation"], tags["validation"], score)
+        model = TfidfLogisticBaseline().fit(posts["train"], tags["train"], posts["validation"], tags["validation"],
+                                            scorer)
         fitted = time.perf_counter()
-        predictions = model.predict(posts["test"], max(train.K_VALUES))
+        predictions = model.predict(posts["test"], max(K_VALUES))
     else:
         model = OmikujiBaseline().fit(posts["train"], tags["train"])
         fitted = time.perf_counter()
-        predictions = model.predict(posts["test"], max(train.K_VALUES))
+        predictions = model.predict(posts["test"], max(K_VALUES))
     done = time.perf_counter()
-    row = {"model": name, "seed": seed, **percent_row(score(predictions, tags["test"])),
+    row = {"model": name, "seed": seed, **percent_row(scorer(predictions, tags["test"])),
            "train_seconds": round(fitted - start, 1),
            "train_posts_per_s": round(len(posts["train"]) / max(fitted - start, 1e-9), 2),
            "generate_posts_per_s": round(len(posts["test"]) / max(done - fitted, 1e-9), 2)}
@@ -208,14 +217,15 @@ def cells_meaning(settings: dict) -> str:
 
 
 def markdown(rows: list[dict], settings: dict, columns: list[tuple[str, str, str]]) -> str:
-    """A table: ``columns`` are (header, row key, format) after the metric columns."""
-    lines = ["| model | " + " | ".join(METRICS + [header for header, _, _ in columns]) + " |",
-             "|---" + "|---:" * (len(METRICS) + len(columns)) + "|"]
-    for r in rows:
-        cells = [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" if len(r["seeds"]) > 1 else f"{r[m]:.2f}" for m in METRICS]
-        cells += [format(r[key], fmt) if isinstance(r.get(key), (int, float)) else "-" for _, key, fmt in columns]
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
-    return settings_line(settings, rows) + "\n" + "\n".join(lines) + "\n"
+    """A table: ``columns`` are (header, row key, format) after the metric columns; cells are mean ± standard
+    deviation where a row has several seeds."""
+    def cells(row):
+        spread = len(row["seeds"]) > 1
+        return {f"{'precision' if m[0] == 'P' else 'recall'}@{m[2:]}":
+                f"{row[m]:.2f} ± {row[m + '_std']:.2f}" if spread else f"{row[m]:.2f}" for m in METRICS}
+
+    table = score_table([(row["model"], cells(row), row) for row in rows], after=columns)
+    return settings_line(settings, rows) + "\n" + table + "\n"
 
 
 def write_results(stem: Path, settings: dict, rows: list[dict], table: str):

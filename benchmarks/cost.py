@@ -1,8 +1,8 @@
 """What each model costs, side by side in one run: training posts/s over a real epoch, generation posts/s for
 5 tags, and peak memory, for BR-EF, SOG (paper layout), SOG (one-pass layout) and AR.
 
-    python benchmarks/cost.py                   # 1,000 train posts of the bundled corpus, 128 units, batch 32
-    python benchmarks/cost.py --train_posts 200 --generate_posts 64     # a quick look
+    python -m benchmarks.cost                   # 1,000 train posts of the bundled corpus, 128 units, batch 32
+    python -m benchmarks.cost --train_posts 200 --generate_posts 64     # a quick look
 
 Every model gets the same posts, encoder (the offline MiniLM), input length, batch size and machine. Each model
 runs in a fresh process, one after the other (never two at once: they would share the cores), so its peak
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 MODELS = {  # row name -> (train.py --model, config overrides)
     "BR-EF": ("br", {}),
@@ -53,28 +52,26 @@ def measure_one(name: str, args) -> dict:
     from torch.utils.data import DataLoader
     from transformers import AutoTokenizer
 
-    import train
-    from sog_data import InstanceCollator
+    from corpora import load_corpus, posts_of, subset, tag_vocabulary
+    from recipe import build_model, default_encoder_path, make_optimizer
+    from training_instances import InstanceCollator, InstanceDataset
 
     torch.manual_seed(args.seed)
-    corpus = train.load_corpus(None)
-    train_split = train.subset(corpus["train"], args.train_posts, args.seed)
-    test_split = train.subset(corpus["test"], args.generate_posts, args.seed)
-    vocabulary = train.tag_vocabulary(train_split["tags"], 1)
+    corpus = load_corpus(None)
+    train_split = subset(corpus["train"], args.train_posts, args.seed)
+    test_split = subset(corpus["test"], args.generate_posts, args.seed)
+    vocabulary = tag_vocabulary(train_split["tags"], 1)
     tag2id = {t: i for i, t in enumerate(vocabulary)}
     post_tag_ids = [[tag2id[t] for t in dict.fromkeys(tags)] for tags in train_split["tags"]]
     model_key, overrides = MODELS[name]
-    encoder = train.default_encoder_path()
+    encoder = default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = train.MODEL_CLASSES[model_key].from_encoder(encoder, tags=vocabulary, max_input_length=args.max_length,
-                                                        **overrides)
-    model.init_from_training_tags(post_tag_ids)
-    per_post = "set" if model.ranks_in_one_pass else "all"
-    data = train.InstanceDataset(post_tag_ids, "1-to-M", per_post, args.seed, "shuffled", model.packs_instances)
-    contexts = model.encode_contexts(train.posts_of(train_split), tokenizer)
+    model = build_model(model_key, encoder, vocabulary, post_tag_ids, max_input_length=args.max_length, **overrides)
+    data = InstanceDataset.for_model(model, post_tag_ids, "1-to-M", "all", args.seed, "shuffled")
+    contexts = model.encode_contexts(posts_of(train_split), tokenizer)
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=False,
                         collate_fn=InstanceCollator(model, tokenizer, contexts))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, 1e-4)
     model.train()
     start = time.perf_counter()
     steps = 0
@@ -86,7 +83,7 @@ def measure_one(name: str, args) -> dict:
         optimizer.zero_grad()
         steps += 1
     train_seconds = time.perf_counter() - start
-    posts = train.posts_of(test_split)
+    posts = posts_of(test_split)
     start = time.perf_counter()
     model.generate_tags(posts, tokenizer, num_tags=args.num_tags, batch_size=args.batch_size)
     generate_seconds = time.perf_counter() - start
@@ -138,7 +135,7 @@ def main(argv=None):
     rows = []
     passed = [a for a in (argv if argv is not None else sys.argv[1:])]
     for name in args.models:
-        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *passed, "--one", name],
+        done = subprocess.run([sys.executable, "-m", "benchmarks.cost", *passed, "--one", name],
                               capture_output=True, text=True, cwd=REPO)
         if done.returncode != 0:
             raise RuntimeError(f"{name}: the measuring process failed\n{done.stderr[-3000:]}")

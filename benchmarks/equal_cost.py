@@ -1,8 +1,8 @@
 """Quality at equal cost: BR-EF, SOG (paper layout) and SOG (one-pass layout) each trained for the same wall-clock
 budget on this machine, on the full debtags corpus, next to Omikuji and TF-IDF + LR on the same split.
 
-    python benchmarks/equal_cost.py                              # 30 minutes of training per neural model
-    python benchmarks/equal_cost.py --max_train_minutes 2 --max_train_samples 2000 --max_eval_samples 300   # a look
+    python -m benchmarks.equal_cost                              # 30 minutes of training per neural model
+    python -m benchmarks.equal_cost --max_train_minutes 2 --max_train_samples 2000 --max_eval_samples 300   # a look
 
 Split: the builder's source-package train/test split, all test posts; the validation split is carved from
 train by group hash (``train.py``'s rule) and sampled. Each neural model trains until ``--max_train_minutes`` of
@@ -12,15 +12,12 @@ other, alone on the machine. Writes benchmarks/results/equal_cost.{json,md}.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows, prepare_corpus, \
+    run_classical, run_neural, write_results
+from evaluation import load_tag_metric
 
-from common import CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows, prepare_corpus, \
-    run_classical, run_neural, write_results  # noqa: E402
-
-import train  # noqa: E402
 
 NEURAL = {
     "BR-EF (sigmoid)": ["--model", "br"],
@@ -55,7 +52,7 @@ def main(argv=None):
     settings["max_train_minutes"] = args.max_train_minutes
     # Epochs are not the limit here: the clock is.
     budget = budget_arguments(args, 100) + ["--max_train_minutes", str(args.max_train_minutes)]
-    metric = train.load_tag_metric()
+    metric = load_tag_metric()
 
     def run_one(name, seed):
         if name in NEURAL:

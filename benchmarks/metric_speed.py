@@ -1,6 +1,6 @@
 """How fast the P@K metric scores 100k posts with 5 predictions each (issue: "well under a second").
 
-    python benchmarks/metric_speed.py [--posts 100000]
+    python -m benchmarks.metric_speed [--posts 100000]
 
 Prints the time of the scoring itself and of the full ``evaluate`` ``compute`` (which adds Arrow I/O).
 """

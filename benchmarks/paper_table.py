@@ -2,9 +2,9 @@
 hold, and early fusion > late fusion? With the tools practitioners use instead (TF-IDF + logistic regression,
 Omikuji) on the same fused context.
 
-    python benchmarks/paper_table.py                    # full debtags (apt lists), a CPU budget of about an hour
-    python benchmarks/paper_table.py --device-scale     # the paper's setting (all posts, 384 units, 5 epochs), for a GPU
-    python benchmarks/paper_table.py --dataset data/debtags-sample --max_train_samples 300 --seeds 1   # a quick look
+    python -m benchmarks.paper_table                    # full debtags (apt lists), a CPU budget of about an hour
+    python -m benchmarks.paper_table --device-scale     # the paper's setting (all posts, 384 units, 5 epochs), for a GPU
+    python -m benchmarks.paper_table --dataset data/debtags-sample --max_train_samples 300 --seeds 1   # a quick look
 
 Every model gets the same split, train sample, encoder, input length and epoch budget, and is trained once per
 seed (``--seeds``, 3 by default); cells are mean ± standard deviation. The best epoch is chosen on a validation
@@ -15,15 +15,12 @@ Writes benchmarks/results/paper_table.{json,md,png}.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import (CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows,
+                               merged_rows, prepare_corpus, run_classical, run_neural, write_results)
+from evaluation import K_VALUES, load_tag_metric
 
-from common import (CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows,  # noqa: E402
-                    merged_rows, prepare_corpus, run_classical, run_neural, write_results)
-
-import train  # noqa: E402
 
 NEURAL = {  # row name -> train.py arguments
     "SOG 1-to-M": ["--model", "sog", "--scheme", "1-to-M", "--attention_layout", "paper"],
@@ -73,10 +70,10 @@ def bar_chart(rows, path):
     colours = plt.get_cmap("tab20")  # the default cycle repeats after 10 rows
     for ax, kind in zip(axes, ("P", "R")):
         for i, row in enumerate(rows):
-            ax.bar([k + (i - len(rows) / 2) * width for k in range(len(train.K_VALUES))],
-                   [row[f"{kind}@{k}"] for k in train.K_VALUES], width, label=row["model"],
-                   yerr=[row.get(f"{kind}@{k}_std", 0.0) for k in train.K_VALUES], capsize=2, color=colours(i % 20))
-        ax.set_xticks(range(len(train.K_VALUES)), [f"{kind}@{k}" for k in train.K_VALUES])
+            ax.bar([k + (i - len(rows) / 2) * width for k in range(len(K_VALUES))],
+                   [row[f"{kind}@{k}"] for k in K_VALUES], width, label=row["model"],
+                   yerr=[row.get(f"{kind}@{k}_std", 0.0) for k in K_VALUES], capsize=2, color=colours(i % 20))
+        ax.set_xticks(range(len(K_VALUES)), [f"{kind}@{k}" for k in K_VALUES])
         ax.set_ylabel("% (mean over seeds, error bar: one standard deviation)")
         ax.grid(axis="y", alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left")
@@ -91,7 +88,7 @@ def main(argv=None):
     output_dir = Path(args.output_dir)
     splits, corpus_dir, settings = prepare_corpus(args, output_dir)
     settings["epochs"] = args.num_train_epochs
-    metric = train.load_tag_metric()
+    metric = load_tag_metric()
     budget = budget_arguments(args, args.num_train_epochs)
     rows = measure_rows(wanted, args.seeds, lambda name, seed: run_neural(
         name, NEURAL[name], args, corpus_dir, seed, output_dir, budget) if name in NEURAL

@@ -1,7 +1,7 @@
 """Why does SOG not beat BR-EF on our data? One change at a time from the paper-table setting.
 
-    python benchmarks/sog_ablation.py                       # full debtags (apt lists), about an hour on 2 cores
-    python benchmarks/sog_ablation.py --variants "BR-EF" "SOG, prior bias" --seeds 42    # some rows only
+    python -m benchmarks.sog_ablation                       # full debtags (apt lists), about an hour on 2 cores
+    python -m benchmarks.sog_ablation --variants "BR-EF" "SOG, prior bias" --seeds 42    # some rows only
 
 The suspects: the output bias (BR needed its prior, SOG started at zero), the tag embedding init, the [MASK]
 head, the loss weighting, and the number of instances per epoch (SOG's epoch holds one instance per gold tag,
@@ -12,13 +12,10 @@ Writes benchmarks/results/sog_ablation.{json,md} after every row, so a stopped r
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import REPO, add_run_arguments, budget_arguments, markdown, measure_rows, merged_rows, prepare_corpus, \
-    run_neural, write_results  # noqa: E402
+from benchmarks.common import REPO, add_run_arguments, budget_arguments, markdown, measure_rows, merged_rows, prepare_corpus, \
+    run_neural, write_results
 
 SOG = ["--model", "sog", "--attention_layout", "paper"]
 VARIANTS = {  # row name -> train.py arguments on top of the shared budget

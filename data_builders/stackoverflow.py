@@ -101,20 +101,86 @@ def parse_tag_field(value: str) -> list[str]:
     return unique(m.group(1) or m.group(2) for m in TAG_LIST.finditer(value or "") if (m.group(1) or m.group(2)).strip())
 
 
-class StackExchange(TagCorpusBuilder):
-    """Questions of any Stack Exchange site from the official data dump (``Posts.xml``)."""
+KAGGLE_TRANSFER_COLUMNS = ("id", "title", "content", "tags")
+TRANSFER_URL = "https://www.kaggle.com/c/transfer-learning-on-stack-exchange-tags"
 
-    DESCRIPTION = ("StackExchange needs Posts.xml of a site's data dump (the file itself or its folder) in "
-                   "data_dir; the dumps are published by Stack Exchange, Inc. (see archive.org/details/stackexchange).")
+
+def _stackexchange_source(data_dir: str) -> tuple[str, str]:
+    """(kind, path): ``"xml"`` for a dump's Posts.xml, ``"csv"`` for a site's CSV in the Kaggle "Transfer Learning
+    on Stack Exchange Tags" layout (plain or zipped). ``data_dir`` is the file itself or a folder holding one."""
+    if os.path.isfile(data_dir):
+        name = data_dir.lower()
+        if name.endswith(".xml"):
+            return "xml", data_dir
+        if name.endswith((".csv", ".zip")):
+            return "csv", data_dir
+        raise ValueError(f"stackexchange: {data_dir} is neither Posts.xml nor a .csv / .csv.zip file")
+    if os.path.isfile(os.path.join(data_dir, "Posts.xml")):
+        return "xml", os.path.join(data_dir, "Posts.xml")
+    tables = sorted(f for f in os.listdir(data_dir) if f.lower().endswith((".csv", ".csv.zip")))
+    if len(tables) == 1:
+        return "csv", os.path.join(data_dir, tables[0])
+    if tables:
+        raise ValueError(f"stackexchange: {data_dir} holds several sites ({', '.join(tables)}); pass one file as "
+                         "--data_dir")
+    raise FileNotFoundError(f"stackexchange: expected Posts.xml or a site's .csv / .csv.zip in {data_dir}. "
+                            f"{StackExchange.DESCRIPTION}")
+
+
+def _open_csv_source(path: str, report):
+    """A text stream over a site's CSV, from the file or from the one .csv inside a zip; the encoding as its
+    bytes show it (reported)."""
+    if path.lower().endswith(".zip"):
+        with zipfile.ZipFile(path) as bundle:
+            members = [m for m in bundle.namelist() if m.lower().endswith(".csv")]
+        if len(members) != 1:
+            raise ValueError(f"stackexchange: {path} should hold one .csv, it holds {members or 'none'}")
+        opener = lambda: zipfile.ZipFile(path).open(members[0])
+        name = f"{os.path.basename(path)}:{members[0]}"
+    else:
+        opener, name = (lambda: open(path, "rb")), os.path.basename(path)
+    encoding = detect_encoding(opener, name)
+    report.notes.append(f"{name}: read as {encoding}")
+    return name, io.TextIOWrapper(opener(), encoding=encoding, newline="")
+
+
+class StackExchange(TagCorpusBuilder):
+    """Questions of any Stack Exchange site: the official data dump's ``Posts.xml``, or a site's CSV in the layout
+    of Kaggle's "Transfer Learning on Stack Exchange Tags" (``id``, ``title``, ``content`` as HTML, ``tags``
+    separated by spaces)."""
+
+    DESCRIPTION = ("StackExchange needs Posts.xml of a site's data dump (the file itself or its folder), or a site's "
+                   "CSV (id, title, content, tags; plain or zipped) as in Kaggle's \"Transfer Learning on Stack "
+                   f"Exchange Tags\" ({TRANSFER_URL}), in data_dir; the dumps are published by Stack Exchange, Inc. "
+                   "(see archive.org/details/stackexchange).")
     LICENSE = "CC BY-SA (Stack Exchange content)"
     BUILDER_CONFIGS = [TagCorpusConfig(name="default", min_tag_freq=10,
                                        description="every question, tags seen >= 10 times")]
     DEFAULT_CONFIG_NAME = "default"
 
     def read_posts(self, data_dir):
-        path = data_dir if os.path.isfile(data_dir) else os.path.join(data_dir, "Posts.xml")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"stackexchange: expected Posts.xml at {path}. {self.DESCRIPTION}")
+        kind, path = _stackexchange_source(data_dir)
+        yield from (self.read_posts_xml(path) if kind == "xml" else self.read_csv(path))
+
+    def read_csv(self, path):
+        csv.field_size_limit(sys.maxsize)
+        name, stream = _open_csv_source(path, self.report)
+        with stream:
+            reader = csv.DictReader(stream)
+            missing = set(KAGGLE_TRANSFER_COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"stackexchange: {name} lacks column(s) {sorted(missing)} (expected "
+                                 f"{', '.join(KAGGLE_TRANSFER_COLUMNS)})")
+            for row in reader:
+                where = f"{name} line {reader.line_num}"
+                post_id = (row["id"] or "").strip()
+                if not post_id:
+                    yield Rejected("malformed CSV row (no id)", where)
+                    continue
+                yield Post(id=post_id, text=question_text(row["title"] or "", row["content"] or ""),
+                           tags=unique(t.lower() for t in (row["tags"] or "").split()))
+
+    def read_posts_xml(self, path):
         rows = ElementTree.iterparse(path, events=("end",))
         try:
             for _, element in rows:

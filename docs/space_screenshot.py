@@ -1,6 +1,6 @@
 """The README's screenshot: a model folder's Space, served by ``sog serve``, on a real post, in headless Chromium.
 
-    python docs/space_screenshot.py outputs/demo docs/space_demo.png
+    python -m docs.space_screenshot outputs/demo docs/space_demo.png
 
 The post is the first test post of the bundled corpus (a real Debian package description). Prints the tags
 the page shows next to the gold tags.
@@ -8,20 +8,14 @@ the page shows next to the gold tags.
 
 import sys
 import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-import browser  # noqa: E402
+from corpora import Split, load_corpus
+from tests import browser
 
 
 def main(model_folder: str, screenshot: str):
-    import train
-
-    test = train.load_corpus(None)["test"]
-    post, gold = train.posts_of(test.select(range(1)))[0], test[0]["tags"]
+    test = Split.of("test", load_corpus(None)["test"].select(range(1)))
+    post, gold = test.posts[0], test.gold[0]
     port = browser.free_port()
     server = browser.start_app(browser.serve_command(model_folder, port), port)
     with tempfile.TemporaryDirectory() as profile:

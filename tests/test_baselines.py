@@ -1,7 +1,7 @@
 import pytest
 
-from baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline, fused_document
-from sog_data import tags_by_post_count
+from classical_baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline, fused_document
+from corpora import tags_by_post_count
 
 
 def test_tags_by_post_count_counts_posts_not_occurrences():

@@ -3,14 +3,10 @@ the Markdown cells, and --update refusing to merge rows made under other setting
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import common  # noqa: E402
+from benchmarks import common
 
 SCORES = {"P@1": 80.0, "P@3": 50.0, "P@5": 40.0, "R@1": 30.0, "R@3": 60.0, "R@5": 70.0}
 SETTINGS = {"dataset": "debtags", "train_posts": 10, "validation_posts": 5, "test_posts": 400, "seeds": [1, 2]}

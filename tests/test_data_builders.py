@@ -315,7 +315,7 @@ def test_instaloader_rows_with_odd_fields_are_counted_not_fatal(tmp_path):
 
 
 def test_timestamps_with_a_utc_designator_parse_on_every_supported_python():
-    from processing_sog import parse_timestamp, time_to_words
+    from inputs_sog import parse_timestamp, time_to_words
 
     assert parse_timestamp("2008-08-01T13:57:07Z").utcoffset().total_seconds() == 0
     assert time_to_words("2008-08-01T13:57:07Z") == "summer weekday afternoon"

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TAGS, labels_of, tiny_config
+from tests.helpers import TAGS, labels_of, tiny_config
 from modeling_sog import SOGForTagGeneration
 
 CONTROL = "[CLS] [SEP] [MASK] [PAD] [UNK] "
@@ -20,13 +20,12 @@ TEXT = "a python library to read and write spreadsheets"
 
 @pytest.fixture(scope="module")
 def handler(tiny_model_folder):
-    sys.path.insert(0, str(tiny_model_folder))
-    try:
+    """The handler as the inference toolkit loads it: the model folder on the path, its handler.py imported."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(tiny_model_folder))
         from handler import EndpointHandler
 
         yield EndpointHandler(str(tiny_model_folder))
-    finally:
-        sys.path.remove(str(tiny_model_folder))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from modeling_br import BRForTagRanking
-from modeling_sog import SOGForTagGeneration, default_encoder_path
+from modeling_sog import SOGForTagGeneration
+from recipe import default_encoder_path
 
 POSTS = ["How do I merge two pandas dataframes on a column?",
          {"text": "Centering a div", "image": "a screenshot of a web page", "location": "Lyon",
@@ -21,8 +22,8 @@ TAGS = ["python", "pandas", "dataframe", "javascript", "css", "html", "java", "i
 RELOAD = r"""
 import json, sys
 # A user has the folder, not this repo (which an editable install makes importable): hide the repo's modules.
-for name in ("configuration_sog", "modeling_sog", "modeling_br", "modeling_baselines", "processing_sog",
-             "pipeline_sog", "handler"):
+for name in ("configuration_sog", "modeling_sog", "modeling_br", "modeling_ar", "inputs_sog", "pipeline_sog",
+             "handler"):
     sys.modules[name] = None
 from transformers import AutoModel, AutoTokenizer, pipeline
 folder, posts = sys.argv[1], json.loads(sys.argv[2])
@@ -50,7 +51,7 @@ def reload_in_fresh_process(folder, workdir):
 @pytest.mark.parametrize("model_class,overrides", [(SOGForTagGeneration, {}), (BRForTagRanking, {}),
                                                    (SOGForTagGeneration, {"attention_layout": "one-pass"})])
 def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, model_class, overrides):
-    model = model_class.from_encoder(tags=TAGS, **overrides)
+    model = model_class.from_encoder(default_encoder_path(), tags=TAGS, **overrides)
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     expected = model.generate_tags(POSTS, tokenizer, num_tags=4)
     folder, workdir = tmp_path / "model", tmp_path / "elsewhere"
@@ -58,7 +59,7 @@ def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, mo
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     assert {"config.json", "model.safetensors", "configuration_sog.py", "modeling_sog.py", "pipeline_sog.py",
-            "processing_sog.py", "tokenizer.json"} <= set(os.listdir(folder))
+            "inputs_sog.py", "tokenizer.json"} <= set(os.listdir(folder))
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"]["AutoModel"] == f"{model_class.__module__}.{model_class.__name__}"
     assert config["attention_layout"] == overrides.get("attention_layout", "paper")
@@ -75,7 +76,7 @@ def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, mo
 
 
 def test_tag_embeddings_start_from_their_names():
-    model = SOGForTagGeneration.from_encoder(tags=TAGS)
+    model = SOGForTagGeneration.from_encoder(default_encoder_path(), tags=TAGS)
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     words = model.bert.embeddings.word_embeddings.weight
     ids = tokenizer("implemented in c", add_special_tokens=False)["input_ids"]

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 import train
-from conftest import TAGS, labels_of, tiny_config
+from calibration import fit_score_calibration
+from corpora import MIN_VALIDATION_POSTS, carve_validation, tag_vocabulary
 from data_builders import split_of, validation_rank
 from modeling_br import BRForTagRanking
-from modeling_sog import SOGForTagGeneration, calibrated_scores, greedy_set_decoding
-from sog_data import expand_post
+from modeling_sog import SetDecoder, SOGForTagGeneration, calibrated_scores
+from tests.helpers import TAGS, labels_of, tiny_config
+from training_instances import expand_post
 
 QUICK = ["--max_train_samples", "40", "--max_validation_samples", "10", "--max_eval_samples", "12", "--max_length", "32",
          "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none"]
@@ -28,17 +30,17 @@ def grouped_split(posts_per_group=3, groups=800):
 
 def test_validation_is_carved_by_group_and_keeps_siblings_together():
     table = grouped_split()
-    kept, validation = train.carve_validation(table, 5.0)
+    kept, validation = carve_validation(table, 5.0)
     assert len(kept) + len(validation) == len(table)
     held, trained = set(validation["group"]), set(kept["group"])
     assert held and not held & trained                           # no group straddles the two
     # 5 % of 2,400 is 120: raised to the minimum, overshooting by less than one group
-    assert train.MIN_VALIDATION_POSTS <= len(validation) < train.MIN_VALIDATION_POSTS + 3
+    assert MIN_VALIDATION_POSTS <= len(validation) < MIN_VALIDATION_POSTS + 3
     assert held == {g for g in sorted(set(table["group"]), key=validation_rank)[:len(held)]}
-    again, _ = train.carve_validation(table, 5.0)
+    again, _ = carve_validation(table, 5.0)
     assert again["id"] == kept["id"]                              # stable
     small = grouped_split(1, 50)
-    _, validation = train.carve_validation(small, 5.0)
+    _, validation = carve_validation(small, 5.0)
     assert len(validation) == 10                                  # the minimum never takes over 20 % of train
 
 
@@ -56,32 +58,47 @@ def test_a_corpus_with_its_own_validation_split_uses_it(tmp_path):
                                    "validation": datasets.Dataset.from_dict(rows(7, "v")),
                                    "test": datasets.Dataset.from_dict(rows(5, "a"))})
     args = train.parse_args(["--report_to", "none"])
-    train_split, validation, test, source = train.prepare_splits(corpus, args)
-    assert (len(train_split), len(validation), len(test)) == (30, 7, 5) and "validation split" in source
+    train_split, validation, test, source = train.splits_of(corpus, args)
+    assert (len(train_split), len(validation), len(test)) == (30, 7, 5) and source == "the corpus's validation split"
     # tags seen only in validation never enter the vocabulary
-    assert train.tag_vocabulary(train_split["tags"], 1) == ["a"]
+    assert tag_vocabulary(train_split["tags"], 1) == ["a"]
 
 
 def test_the_epoch_is_chosen_on_validation_and_test_is_scored_once(tmp_path, tiny_encoder, monkeypatch):
-    calls = []
-    real = train.evaluate_model
+    """Validation scores are scripted (epoch 2 best, then worse), so the choice cannot hold by accident; the test
+    split must then be scored with epoch 2's weights and the calibration fitted on epoch 2's validation tags."""
+    calls, scripted = [], iter([10.0, 30.0, 20.0])
+    real = train.generate_and_score
 
-    def recording(accelerator, model, tokenizer, posts, gold, *rest):
-        calls.append(len(posts))
-        return real(accelerator, model, tokenizer, posts, gold, *rest)
+    def recording(accelerator, model, tokenizer, split, *rest):
+        scores, predictions = real(accelerator, model, tokenizer, split, *rest)
+        with torch.no_grad():
+            checksum = sum(p.double().sum() for p in accelerator.unwrap_model(model).parameters()).item()
+        if split.name == "validation":
+            scores = {**scores, "precision@1": next(scripted)}
+        calls.append({"split": split.name, "posts": len(split), "checksum": checksum, "predictions": predictions,
+                      "gold": split.gold})
+        return scores, predictions
 
-    monkeypatch.setattr(train, "evaluate_model", recording)
+    monkeypatch.setattr(train, "generate_and_score", recording)
     summary = train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--num_train_epochs", "3",
-                                  "--output_dir", str(tmp_path)])
-    assert calls == [10, 10, 10, 12]                              # validation each epoch, test once at the end
-    by_epoch = [row["validation_precision@1"] for row in summary["history"]]
-    assert summary["best_epoch"] == 1 + by_epoch.index(max(by_epoch))
-    assert summary["validation"]["precision@1"] == max(by_epoch)
+                                  "--learning_rate", "1e-3", "--output_dir", str(tmp_path)])
+    assert [(c["split"], c["posts"]) for c in calls] == [("validation", 10)] * 3 + [("test", 12)]
+    assert summary["best_epoch"] == 2 and summary["validation"]["precision@1"] == 30.0
+    epoch_two, epoch_three, test = calls[1], calls[2], calls[3]
+    assert epoch_two["checksum"] != epoch_three["checksum"]                  # the weights did move
+    assert test["checksum"] == pytest.approx(epoch_two["checksum"], rel=1e-12)  # test saw the chosen epoch
+    calibration = summary["score_calibration"]
+    assert calibration["posts"] == 10 and calibration["fitted_on"] == "validation"
+    assert calibration == fit_score_calibration(epoch_two["predictions"], epoch_two["gold"])
+    assert calibration != fit_score_calibration(epoch_three["predictions"], epoch_three["gold"])
     assert summary["test"]["n"] == 12 and summary["validation_posts"] == 10
+    assert summary["validation_source"].startswith("carved from train by group hash (")
     saved = json.loads((tmp_path / "train_summary.json").read_text())
-    assert set(saved["validation"]) == set(saved["test"]) and "validation" in saved["validation_source"] + "validation"
+    assert saved["best_epoch"] == 2 and set(saved["validation"]) == set(saved["test"])
     card = (tmp_path / "README.md").read_text()
-    assert "validation P@K" in card and "test P@K" in card
+    assert "| K | validation P@K | validation R@K | test P@K | test R@K |" in card
+    assert "| 1 | 30.00 |" in card                                            # the chosen epoch's validation score
     assert len((tmp_path / "eval_predictions.jsonl").read_text().splitlines()) == 12
 
 
@@ -97,7 +114,8 @@ def test_early_stopping_follows_validation(tmp_path, tiny_encoder):
 def test_a_time_budget_ends_training_after_the_step_where_it_runs_out(tmp_path, tiny_encoder):
     summary = train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--num_train_epochs", "5",
                                   "--max_train_minutes", "0.00001", "--output_dir", str(tmp_path)])
-    assert summary["completed_steps"] == 1 and len(summary["history"]) == 1 and summary["history"][0]["partial"]
+    assert summary["completed_steps"] == 1 and len(summary["history"]) == 1
+    assert summary["history"][0]["completed_steps"] == 1 and summary["history"][0]["epoch"] < 1   # cut short
     assert summary["stopped_by"].startswith("time budget") and summary["test"]["n"] == 12
 
 
@@ -153,10 +171,10 @@ def test_a_calibration_fitted_on_known_data_recovers_its_parameters():
                 tags.append(f"t{post}-{step}")
         predictions.append(generated)
         gold.append(tags)
-    fitted = train.fit_score_calibration(predictions, gold)
+    fitted = fit_score_calibration(predictions, gold)
     for key, value in truth.items():
         assert fitted[key] == pytest.approx(value, abs=0.15), key
-    assert train.fit_score_calibration(predictions, [[t["label"] for t in row] for row in predictions]) is None
+    assert fit_score_calibration(predictions, [[t["label"] for t in row] for row in predictions]) is None
 
 
 def test_scores_and_threshold_when_step_probabilities_are_not_monotone():
@@ -166,14 +184,14 @@ def test_scores_and_threshold_when_step_probabilities_are_not_monotone():
     second = torch.log(torch.tensor([[0.0, 0.9, 0.05, 0.05]]).clamp(min=1e-9))
     step_logits = lambda active, chosen: first if not chosen[0] else second
     calibration = {"slope": 1.0, "step_slope": -5.0, "intercept": 2.0}
-    [[(tag1, score1, p1), (tag2, score2, p2)]] = greedy_set_decoding(step_logits, 1, 2, None, calibration)
+    [[(tag1, score1, p1), (tag2, score2, p2)]] = SetDecoder(2, None, calibration).greedy(step_logits, 1)
     assert (tag1, tag2) == (0, 1) and p1 == pytest.approx(0.4) and p2 == pytest.approx(0.9, abs=1e-6)
     assert score1 > score2                                        # not monotone the same way as p
     assert score1 == pytest.approx(1 / (1 + math.exp(-(math.log(0.4 / 0.6) + 2.0))), rel=1e-6)
     between = (score1 + score2) / 2
-    [kept] = greedy_set_decoding(step_logits, 1, 2, between, calibration)
+    [kept] = SetDecoder(2, between, calibration).greedy(step_logits, 1)
     assert [t for t, _, _ in kept] == [0]                         # p2 = 0.9 > threshold, but its score is not
-    [uncalibrated] = greedy_set_decoding(step_logits, 1, 2, 0.5, None)
+    [uncalibrated] = SetDecoder(2, 0.5, None).greedy(step_logits, 1)
     assert uncalibrated == []                                     # without calibration the score is p: 0.4 < 0.5
 
 

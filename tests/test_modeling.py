@@ -4,16 +4,11 @@ import math
 import pytest
 import torch
 
-from conftest import TAGS, labels_of, tiny_config
 from configuration_sog import SOGConfig
+from inputs_sog import post_fields, time_to_words
 from modeling_br import BRForTagRanking
 from modeling_sog import SOGForTagGeneration, kl_to_target_loss
-from processing_sog import post_fields, time_to_words
-
-
-def tiny_sog(**overrides):
-    torch.manual_seed(0)
-    return SOGForTagGeneration(tiny_config(**overrides)).eval()
+from tests.helpers import TAGS, labels_of, tiny_config, tiny_sog
 
 
 def mask_logits(model, tokenizer, post, given):
@@ -23,9 +18,7 @@ def mask_logits(model, tokenizer, post, given):
 
 
 def test_mask_logits_ignore_the_order_of_given_tags(tokenizer):
-    model = tiny_sog()
-    with torch.no_grad():  # unit-scale tag embeddings, so that which tags are given changes the logits a lot
-        model.tag_embeddings.weight.normal_(0.0, 1.0)
+    model = tiny_sog(unit_scale_tags=True)
     post = {"text": "How do I select rows of a dataframe?", "location": "Berlin", "time": "2021-03-06T20:15:00"}
     reference = mask_logits(model, tokenizer, post, [0, 1, 4, 6])
     for order in itertools.permutations([0, 1, 4, 6]):
@@ -57,8 +50,13 @@ def test_default_number_of_tags_and_threshold(tokenizer):
     assert len(tags) == 3
     [none] = model.generate_tags(["x"], tokenizer, threshold=1.0)
     assert none == []
+    with torch.no_grad():   # two clear favourites, then a flat rest: scores fall under 0.3 after two tags
+        model.tag_head.bias.copy_(torch.tensor([4.0, 3.5] + [0.0] * (len(TAGS) - 2)))
+    [free] = model.generate_tags(["x"], tokenizer, num_tags=8)
     [some] = model.generate_tags(["x"], tokenizer, num_tags=8, threshold=0.3)
-    assert all(tag["score"] >= 0.3 for tag in some)
+    assert some and all(tag["score"] >= 0.3 for tag in some)
+    assert len(some) < 8 and free[len(some)]["score"] < 0.3      # stopped by the threshold, not by num_tags
+    assert labels_of(some) == labels_of(free)[:len(some)]
 
 
 def test_batching_does_not_change_the_tags(tokenizer):
@@ -186,7 +184,7 @@ def test_ranking_baseline_scores_every_tag_in_one_pass(tokenizer):
 
 
 def test_ar_baseline_depends_on_tag_order_unlike_sog(tokenizer):
-    from modeling_baselines import ARForTagGeneration
+    from modeling_ar import ARForTagGeneration
 
     torch.manual_seed(0)
     model = ARForTagGeneration(tiny_config()).eval()
@@ -201,7 +199,7 @@ def test_ar_baseline_depends_on_tag_order_unlike_sog(tokenizer):
 
 
 def test_late_fusion_baseline_encodes_each_field_on_its_own(tokenizer):
-    from modeling_baselines import BRLateFusionForTagRanking
+    from modeling_br import BRLateFusionForTagRanking
 
     torch.manual_seed(0)
     model = BRLateFusionForTagRanking(tiny_config()).eval()

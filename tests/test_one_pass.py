@@ -1,26 +1,26 @@
 """The one-pass attention layout: what it promises (order-free [MASK], context blind to tags, tags blind to each
 other), packed training equal to unpacked, cached generation equal to uncached; and AR's packed/cached twins."""
 
+import copy
 import itertools
 
 import pytest
 import torch
 
-from conftest import TAGS, labels_of, tiny_config
-from modeling_baselines import ARForTagGeneration
-from modeling_sog import UNIT_CONTEXT, UNIT_TAG, SOGForTagGeneration, unit_kinds
-from sog_data import InstanceCollator, epoch_instances
+from modeling_ar import ARForTagGeneration
+from modeling_sog import UNIT_CONTEXT, UNIT_MASK, UNIT_TAG, SOGForTagGeneration
+from tests.helpers import TAGS, labels_of, tiny_config, tiny_sog
+from training_instances import InstanceCollator, epoch_instances
 
 POSTS = ["short", "", "a much longer post about css selectors, html tables and a few more words",
          {"text": "java streams", "location": "Nice", "time": "2021-03-06T20:15:00"}]
 
 
+LONG_POST = "a post long enough to be cut " * 40     # far beyond max_input_length: the context is truncated
+
+
 def one_pass(**overrides):
-    torch.manual_seed(0)
-    model = SOGForTagGeneration(tiny_config(attention_layout="one-pass", **overrides)).eval()
-    with torch.no_grad():  # unit-scale tag embeddings, so that which tags are given changes the outputs a lot
-        model.tag_embeddings.weight.normal_(0.0, 1.0)
-    return model
+    return tiny_sog(unit_scale_tags=True, attention_layout="one-pass", **overrides)
 
 
 def states(model, batch):
@@ -44,7 +44,7 @@ def test_context_states_do_not_depend_on_the_tags_that_follow(tokenizer):
     contexts = model.encode_contexts(POSTS, tokenizer)
     plain = model.build_inputs(contexts, [[] for _ in contexts], tokenizer)
     tagged = model.build_inputs(contexts, [[0, 1, 2], [5], [7, 6, 5, 4], [3]], tokenizer)
-    kinds = unit_kinds(plain["input_ids"], plain["token_type_ids"], plain["attention_mask"], model.tag_offset)
+    kinds = model.units.kinds(plain["input_ids"], plain["token_type_ids"], plain["attention_mask"])
     context = kinds == UNIT_CONTEXT
     a, b = states(model, plain), states(model, tagged)
     width = plain["input_ids"].size(1)
@@ -59,22 +59,22 @@ def test_a_tag_state_depends_only_on_the_context_and_the_tag(tokenizer):
     contexts = model.encode_contexts([POSTS[2]] * 2, tokenizer)
     batch = model.build_inputs(contexts, [[3, 0, 1], [5, 3, 7, 2]], tokenizer)
     hidden = states(model, batch)
-    kinds = unit_kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], model.tag_offset)
+    kinds = model.units.kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     tag_three = (batch["input_ids"] == model.tag_offset + 3) & (kinds == UNIT_TAG)
     first, second = hidden[tag_three]
     assert torch.allclose(first, second, atol=1e-5)
 
 
 def packed_and_unpacked(model, tokenizer, scheme="1-to-M"):
-    contexts = model.encode_contexts(POSTS, tokenizer)
+    contexts = model.encode_contexts(POSTS[:3] + [LONG_POST], tokenizer)
     groups = epoch_instances([[0, 1, 2], [3], [4, 5, 6, 7], [1, 2]], scheme, "all", seed=3)
     collate = InstanceCollator(model, tokenizer, contexts)
     return collate(groups), collate([inst for group in groups for inst in group])
 
 
-@pytest.mark.parametrize("scheme", ["1-to-M", "1-to-1"])
-def test_a_packed_batch_gives_the_loss_and_gradients_of_the_same_instances_unpacked(tokenizer, scheme):
-    model = one_pass()
+@pytest.mark.parametrize("scheme,weighted", [("1-to-M", False), ("1-to-1", False), ("1-to-M", True)])
+def test_a_packed_batch_gives_the_loss_and_gradients_of_the_same_instances_unpacked(tokenizer, scheme, weighted):
+    model = one_pass(weight_loss_by_target_count=weighted)
     packed, unpacked = packed_and_unpacked(model, tokenizer, scheme)
     assert packed["input_ids"].size(0) == 4 and unpacked["input_ids"].size(0) == 10
     gradients = []
@@ -88,6 +88,73 @@ def test_a_packed_batch_gives_the_loss_and_gradients_of_the_same_instances_unpac
     assert gradients[0]["loss"].item() == pytest.approx(gradients[1]["loss"].item(), abs=1e-5)
     for name, grad in gradients[0].items():
         assert torch.allclose(grad, gradients[1][name], atol=1e-5), name
+
+
+def test_one_adamw_step_in_train_mode_is_the_same_packed_or_unpacked(tokenizer):
+    """Dropout off, train mode (what train.py runs): the same instances packed or not move the weights alike.
+    (eps 1e-6: a key bias's gradient is zero up to rounding, and Adam's first step would blow that noise up.)"""
+    model = one_pass(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, weight_loss_by_target_count=True)
+    packed, unpacked = packed_and_unpacked(model, tokenizer)
+    stepped = []
+    for batch in (packed, unpacked):
+        copy_ = copy.deepcopy(model).train()
+        optimizer = torch.optim.AdamW(copy_.parameters(), lr=1e-3, eps=1e-6)
+        copy_(**batch).loss.backward()
+        optimizer.step()
+        stepped.append(dict(copy_.named_parameters()))
+    moved = 0
+    for name, parameter in stepped[0].items():
+        assert torch.allclose(parameter, stepped[1][name], atol=1e-6), name
+        moved += int(not torch.equal(parameter, dict(model.named_parameters())[name]))
+    assert moved > 10                                      # the step did change the weights
+
+
+def reference_visibility(kinds, steps):
+    """The one-pass rule written out unit by unit, independently of OnePassLayout.visibility: every unit sees the
+    context and itself; a [MASK] also sees the tags given before its step."""
+    return [[k_kind == UNIT_CONTEXT or k == q or (q_kind == UNIT_MASK and k_kind == UNIT_TAG and k_step < q_step)
+             for k, (k_kind, k_step) in enumerate(zip(kinds, steps))]
+            for q, (q_kind, q_step) in enumerate(zip(kinds, steps))]
+
+
+def test_the_one_pass_mask_follows_the_rule_written_out_by_hand(tokenizer):
+    model = one_pass()
+    contexts = model.encode_contexts(["short post", "a longer post with more words"], tokenizer)
+    batch = model.build_packed_inputs(contexts, [[3, 1, 5], [2]], [[0, 1, 2], [0, 1]], tokenizer)
+    kinds = model.units.kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    mask = model.layout.encoder_attention_mask(kinds, batch["unit_steps"], torch.float32)[:, 0] == 0
+    for row in range(2):
+        units = int(batch["attention_mask"][row].sum())
+        expected = reference_visibility(kinds[row, :units].tolist(), batch["unit_steps"][row, :units].tolist())
+        assert mask[row, :units, :units].tolist() == expected
+        assert not mask[row, :units, units:].any()          # nobody real looks at padding
+
+
+def test_teacher_forced_cached_steps_equal_the_packed_mask_logits_on_a_truncated_post(tokenizer):
+    """The cached path (context encoded once, then one tag and one [MASK] a step) against every [MASK] of one
+    packed row, on a post cut at max_input_length: each step's logits must be the packed row's."""
+    model = one_pass()
+    order = [4, 0, 6, 2]
+    for post in (LONG_POST, POSTS[3]):
+        contexts = model.encode_contexts([post], tokenizer)
+        with torch.no_grad():
+            packed = model(**model.build_packed_inputs(contexts, [order], [[0, 1, 2, 3]], tokenizer)).logits
+            step_logits = model.cached_step_logits(contexts, tokenizer)
+            for step in range(4):
+                cached = step_logits([0], [order[:step]])
+                assert torch.allclose(cached[0], packed[step], atol=1e-5), (post[:20], step)
+    assert len(model.encode_contexts([LONG_POST], tokenizer)[0]) > model.layout.context_budget(len(order))
+
+
+def test_eager_and_sdpa_attention_give_the_same_logits(tokenizer):
+    model = one_pass()
+    packed, _ = packed_and_unpacked(model, tokenizer)
+    logits = {}
+    for implementation in ("eager", "sdpa"):
+        model.config._attn_implementation = implementation
+        with torch.no_grad():
+            logits[implementation] = model(**packed).logits
+    assert torch.allclose(logits["eager"], logits["sdpa"], atol=1e-5)
 
 
 def test_the_paper_layout_refuses_to_pack(tokenizer):

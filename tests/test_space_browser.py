@@ -2,13 +2,14 @@
 
 Skipped, with the install command, where no browser is installed; ``.ci/run`` installs one, so CI runs them."""
 
+import importlib.util
 import json
 import sys
 
 import pytest
 
-import browser
-from conftest import EXAMPLE_POSTS
+from tests import browser
+from tests.helpers import EXAMPLE_POSTS
 from modeling_sog import SOGForTagGeneration
 
 pytestmark = pytest.mark.skipif(browser.missing_browser() is not None, reason=str(browser.missing_browser()))
@@ -22,7 +23,8 @@ def test_the_model_folder_carries_a_space_that_does_not_touch_the_model_card(tin
     assert "sdk: gradio" in card and "app_file: app.py" in card
     assert "sdk: gradio" not in (tiny_model_folder / "README.md").read_text()       # the model card stays a model card
     assert json.loads((space / "examples.json").read_text())[0]["text"] == POST["text"]
-    assert "MODEL_ID = None" in (space / "app.py").read_text()
+    assert (space / "app.py").read_text() == (browser.REPO / "space_app.py").read_text()   # a file, not generated
+    assert "models:" not in card                           # no Hub id known: the app serves the folder above it
 
 
 def test_the_tag_demo_shows_what_generate_tags_gives(tiny_model_folder, tmp_path, tokenizer):
@@ -46,8 +48,10 @@ def test_the_tag_demo_shows_what_generate_tags_gives(tiny_model_folder, tmp_path
 def test_the_metric_space_scores_what_the_metric_scores(tmp_path):
     from selenium.webdriver.common.by import By
 
-    sys.path.insert(0, str(browser.REPO / "evaluate_metrics" / "precision_at_k"))
-    import app
+    app_path = browser.REPO / "evaluate_metrics" / "precision_at_k" / "app.py"
+    spec = importlib.util.spec_from_file_location("metric_space_app", app_path)
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
 
     port = browser.free_port()
     server = browser.start_app([sys.executable, str(browser.REPO / "evaluate_metrics" / "precision_at_k" / "app.py")],

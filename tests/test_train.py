@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
+from corpora import load_corpus
 from data_builders import split_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +37,9 @@ def summary(folder):
     return json.loads((Path(folder) / "train_summary.json").read_text())
 
 
-def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_encoder):
-    common = QUICK + ["--model_name_or_path", tiny_encoder, "--checkpointing_steps", "2"]
+@pytest.mark.parametrize("layout", ["paper", "one-pass"])
+def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_encoder, layout):
+    common = QUICK + ["--model_name_or_path", tiny_encoder, "--checkpointing_steps", "2", "--attention_layout", layout]
     finished(run_train(common + ["--output_dir", str(tmp_path / "straight")]))
 
     interrupted = run_train(common + ["--output_dir", str(tmp_path / "killed")])
@@ -161,5 +163,5 @@ def test_local_corpus_folders_are_read_afresh(tmp_path):
         corpus = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
                                        "test": datasets.Dataset.from_dict(rows).select(range(2))})
         write_folder(corpus, str(tmp_path / name / "corpus"), card)
-        sizes[name] = len(train.load_corpus(str(tmp_path / name / "corpus"))["train"])
+        sizes[name] = len(load_corpus(str(tmp_path / name / "corpus"))["train"])
     assert sizes == {"small": 6, "large": 14}

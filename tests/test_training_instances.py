@@ -3,11 +3,12 @@ import random
 import pytest
 import torch
 
-from conftest import labels_of, tiny_config
-from modeling_baselines import ARForTagGeneration, BRLateFusionForTagRanking
+from tests.helpers import labels_of, tiny_config
+from modeling_ar import ARForTagGeneration
+from modeling_br import BRLateFusionForTagRanking
 from modeling_br import BRForTagRanking
 from modeling_sog import SOGForTagGeneration
-from sog_data import InstanceCollator, epoch_instances, expand_post
+from training_instances import InstanceCollator, epoch_instances, expand_post
 
 
 def test_one_to_m_gives_every_prefix_and_the_rest_as_target():
@@ -83,7 +84,7 @@ def test_a_few_steps_teach_a_toy_task(tokenizer, model_class, scheme, overrides)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for epoch in range(40):
-        groups = epoch_instances(gold, scheme, "set" if model.ranks_in_one_pass else "all", seed=epoch)
+        groups = epoch_instances(gold, scheme, "set" if model.learns_from_gold_set else "all", seed=epoch)
         batch = collate(groups if model.packs_instances else flat(groups))
         loss = model(**batch).loss
         loss.backward()
@@ -92,3 +93,30 @@ def test_a_few_steps_teach_a_toy_task(tokenizer, model_class, scheme, overrides)
     generated = model.generate_tags(posts, tokenizer, num_tags=2)
     assert [sorted(labels_of(row)) for row in generated] == [
         ["food", "fruit"], ["food", "fruit"], ["road", "vehicle"], ["road", "vehicle"]]
+
+
+@pytest.mark.parametrize("model_class,overrides", [(SOGForTagGeneration, {}),
+                                                   (SOGForTagGeneration, {"attention_layout": "one-pass"}),
+                                                   (ARForTagGeneration, {})])
+def test_generators_learn_that_the_next_tag_depends_on_the_tags_given(tokenizer, model_class, overrides):
+    """One text, two tag sets: {fruit, pie} and {computer, phone}. Only the tags given tell which set a post has,
+    so a model that ignored them could not put pie first after fruit and phone first after computer."""
+    tags = ["fruit", "pie", "computer", "phone"]
+    torch.manual_seed(0)
+    model = model_class(tiny_config(tags=tags, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **overrides))
+    contexts = model.encode_contexts(["apple"] * 4, tokenizer)
+    gold = [[0, 1], [0, 1], [2, 3], [2, 3]]
+    collate = InstanceCollator(model, tokenizer, contexts)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for epoch in range(60):
+        groups = epoch_instances(gold, "1-to-M", "all", seed=epoch)
+        loss = model(**collate(groups if model.packs_instances else flat(groups))).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        after_fruit, after_computer = model(**model.build_inputs(contexts[:2], [[0], [2]], tokenizer)).logits
+    assert after_fruit[1] > after_fruit[3] and after_fruit[1] > after_fruit[2]      # pie after fruit
+    assert after_computer[3] > after_computer[1] and after_computer[3] > after_computer[0]  # phone after computer

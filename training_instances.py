@@ -1,20 +1,21 @@
-"""Training instances for tag models: the paper's 1-to-M / 1-to-1 expansion and the batch collator.
+"""Training instances for tag models: the paper's 1-to-M / 1-to-1 expansion, one epoch's items and the batch
+collator.
 
 A post with N gold tags becomes N instances: instance i gives i tags and asks for the rest. The tags are
 given in the order the corpus lists them (``tag_order="fixed"``, the paper's 1-to-1: Eq. 9 learns the
 i-th ground-truth tag) or in an order drawn afresh each epoch (``"shuffled"``). 1-to-M: the target is
 uniform over every gold tag not yet given; 1-to-1: it is the next tag of the order. Ranking models
-(``ranks_in_one_pass``) get one instance per post whose target is the whole gold set.
+(``learns_from_gold_set``) get one instance per post whose target is the whole gold set.
 
 Models whose layout packs instances (one-pass SOG, AR) get batches of posts, each post's instances in one
 row; the others get batches of instances.
 """
 
 import random
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import Dataset
 
 TAG_ORDERS = ("fixed", "shuffled")
 INSTANCES_PER_POST = ("all", "one", "set")
@@ -25,12 +26,6 @@ class Instance:
     post: int                   # index into the list of encoded contexts
     given: tuple[int, ...]      # tag ids already given, in input order (SOG ignores the order, AR does not)
     target: tuple[int, ...]     # tag ids of the target distribution (uniform over them)
-
-
-def tags_by_post_count(post_tags) -> list[tuple[str, int]]:
-    """(tag, number of posts carrying it), most frequent first, ties by name."""
-    counts = Counter(tag for tags in post_tags for tag in set(tags))
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def expand_post(post: int, tag_ids, scheme: str, rng: random.Random, tag_order: str = "shuffled") -> list[Instance]:
@@ -64,16 +59,52 @@ def epoch_instances(post_tag_ids, scheme: str, per_post: str, seed: int, tag_ord
     return groups
 
 
+class InstanceDataset(Dataset):
+    """The items of one epoch, in a shuffled order that ``set_epoch`` redraws (the tag orders too): instances,
+    or, for models that pack, posts (each with all its instances). A prepared DataLoader's ``set_epoch``
+    forwards to it.
+
+    The count does not change between epochs, so one prepared DataLoader serves every epoch and a resumed
+    run skips exactly the batches it had done."""
+
+    def __init__(self, post_tag_ids, scheme: str, per_post: str, seed: int, tag_order: str, packed: bool):
+        self.post_tag_ids, self.scheme, self.per_post, self.seed = post_tag_ids, scheme, per_post, seed
+        self.tag_order, self.packed = tag_order, packed
+        self.set_epoch(0)
+
+    @classmethod
+    def for_model(cls, model, post_tag_ids, scheme: str, instances_per_post: str, seed: int, tag_order: str):
+        """The epoch items a model learns from: the gold set of each post for ranking models, else
+        ``instances_per_post`` instances of each post, packed by post where the model packs."""
+        per_post = "set" if model.learns_from_gold_set else instances_per_post
+        return cls(post_tag_ids, scheme, per_post, seed, tag_order, model.packs_instances)
+
+    def set_epoch(self, epoch: int):
+        groups = epoch_instances(self.post_tag_ids, self.scheme, self.per_post, self.seed + epoch, self.tag_order)
+        self.instance_count = sum(len(group) for group in groups)
+        self.instances = groups if self.packed else [inst for group in groups for inst in group]
+        random.Random(self.seed * 1000 + epoch).shuffle(self.instances)
+
+    def __len__(self):
+        return len(self.instances)
+
+    def __getitem__(self, index):
+        return self.instances[index]
+
+
 class InstanceCollator:
     """Turns instances into model inputs plus a ``(instances, num_tags)`` target-weight ``labels``.
 
     Takes a list of instances (one per row) or, for models that pack, a list of posts' instance groups (one
-    row per post, the instances of a group given prefixes of one tag order)."""
+    row per post, the instances of a group given prefixes of one tag order). With a lexical expert, each
+    instance also gets its post's ``offsets`` (``[posts, tags]``: cross-fitted priors) or the bag of word pieces
+    its post's expert score is computed from (``bags``: a jointly trained expert), one row per instance."""
 
-    def __init__(self, model, tokenizer, contexts):
+    def __init__(self, model, tokenizer, contexts, offsets=None, bags=None):
         self.model = model
         self.tokenizer = tokenizer
         self.contexts = contexts
+        self.offsets, self.bags = offsets, bags
 
     def __call__(self, items) -> dict:
         if items and isinstance(items[0], Instance):
@@ -94,4 +125,9 @@ class InstanceCollator:
         for row, inst in enumerate(instances):
             labels[row, list(inst.target)] = 1.0
         batch["labels"] = labels
+        posts = [inst.post for inst in instances]
+        if self.offsets is not None:
+            batch["lexical_offsets"] = self.offsets[posts]
+        if self.bags is not None:
+            batch.update(self.model.units.bag_tensors([self.bags[post] for post in posts]))
         return batch

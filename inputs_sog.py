@@ -1,4 +1,5 @@
-"""Turning raw posts and request parameters into what the model reads (ships to the Hub; stdlib only).
+"""The inputs of a tagging request, checked: posts (their fields) and generation options (ships to the Hub;
+stdlib only).
 
 Training and inference both call ``post_fields``, so the Hub model accepts exactly the raw fields the
 dataset builders write: ``text``, ``image`` (a description), ``location`` and ``time`` (ISO-8601).
@@ -14,6 +15,10 @@ POST_FIELDS = ("text", "image", "location", "time")
 POST_DESCRIPTION = f"a post is a string (its text) or a dict with any of the keys {POST_FIELDS}"
 # What generate_tags does with a post whose fields are all empty.
 EMPTY_POST_POLICIES = ("prior", "none", "error")
+
+
+class EmptyPostError(ValueError):
+    """A post with no text and no other field, under ``empty_posts="error"``: the caller's data, not a bug."""
 
 _SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
             6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
@@ -95,15 +100,16 @@ def _whole_number(name: str, value, minimum: int, maximum: int | None) -> int:
     return value
 
 
-def generation_options(num_tags=None, threshold=None, batch_size=None, empty_posts=None, *, max_num_tags=None,
-                       max_batch_size=None) -> dict:
+def generation_options(num_tags=None, threshold=None, batch_size=None, empty_posts=None, explain=None, *,
+                       max_num_tags=None, max_batch_size=None) -> dict:
     """Check the parameters of a tagging request; return them normalised (``None`` stays ``None``).
 
     num_tags: a whole number >= 1 (at most ``max_num_tags`` when given). threshold: a number in [0, 1] that a
     tag's ``score`` must reach. batch_size: a whole number >= 1 (at most ``max_batch_size``). empty_posts: one
-    of ``EMPTY_POST_POLICIES``. Every violation is a ``ValueError`` that names the parameter and its range.
+    of ``EMPTY_POST_POLICIES``. explain: true or false. Every violation is a ``ValueError`` that names the
+    parameter and its range.
     """
-    options = {"num_tags": None, "threshold": None, "batch_size": None, "empty_posts": None}
+    options = {"num_tags": None, "threshold": None, "batch_size": None, "empty_posts": None, "explain": None}
     if num_tags is not None:
         options["num_tags"] = _whole_number("num_tags", num_tags, 1, max_num_tags)
     if threshold is not None:
@@ -117,4 +123,8 @@ def generation_options(num_tags=None, threshold=None, batch_size=None, empty_pos
         if empty_posts not in EMPTY_POST_POLICIES:
             raise ValueError(f"empty_posts must be one of {EMPTY_POST_POLICIES}, got {empty_posts!r}")
         options["empty_posts"] = empty_posts
+    if explain is not None:
+        if not isinstance(explain, bool):
+            raise ValueError(f"explain must be true or false, got {explain!r}")
+        options["explain"] = explain
     return options

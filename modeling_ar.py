@@ -1,14 +1,9 @@
-"""The paper's other neural baselines, for benchmarks/paper_table.py: BR-LF and AR (1-to-1 / 1-to-M).
+"""AR, the paper's autoregressive baseline: the encoder reads the context once; a one-layer Transformer decoder
+reads ``[BOS] tag_1 ... tag_{i-1}`` with positions (so the order matters), attends to the encoder and predicts
+tag *i*; greedy decoding, no repeats. Trained on the same instances as SOG (1-to-1 or 1-to-M), all instances
+of a post in one teacher-forced decoder pass; generation encodes the context once.
 
-- ``BRLateFusionForTagRanking`` (BR-LF): each context field is encoded on its own
-  (``[CLS] [LOC] location [SEP]``, ...), the ``[CLS]`` vectors are averaged, and the tag scores are read
-  from the average: the late-fusion counterpart of BR-EF (same ``ranking_loss`` choice).
-- ``ARForTagGeneration`` (AR): the encoder reads the context once; a one-layer Transformer decoder
-  reads ``[BOS] tag_1 ... tag_{i-1}`` with positions (so the order matters), attends to the encoder
-  and predicts tag *i*; greedy decoding, no repeats. Trained on the same instances as SOG, all instances
-  of a post in one teacher-forced decoder pass; generation encodes the context once.
-
-Both save and load like SOG (``auto_map`` points here).
+Saves and loads like SOG (``auto_map`` points here); ships to the Hub with ``modeling_sog.py``.
 """
 
 import torch
@@ -16,43 +11,16 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
-    from .modeling_br import BRForTagRanking
-    from .modeling_sog import SOGPreTrainedModel, SOGTagHead, kl_to_target_loss
+    from .modeling_sog import SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
 except ImportError:  # imported as a top-level module (development checkout)
-    from modeling_br import BRForTagRanking
-    from modeling_sog import SOGPreTrainedModel, SOGTagHead, kl_to_target_loss
+    from modeling_sog import SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
 
 
-class BRLateFusionForTagRanking(BRForTagRanking):
-    def encode_contexts(self, posts, tokenizer):
-        return self.field_units(posts, tokenizer)
-
-    def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
-        """One ``[CLS] field [SEP]`` row per field; ``field_owner`` says which post each row belongs to."""
-        rows, owners = [], []
-        for post, fields in enumerate(contexts):
-            rows.extend(fields)
-            owners.extend([post] * len(fields))
-        batch = super().build_inputs(rows, [()] * len(rows), tokenizer)
-        batch["field_owner"] = torch.tensor(owners)
-        return batch
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, field_owner=None, labels=None, **kwargs):
-        if field_owner is None:
-            raise ValueError("BRLateFusionForTagRanking needs field_owner; use build_inputs")
-        outputs = self.encode(input_ids, attention_mask, token_type_ids)
-        cls = outputs.last_hidden_state[:, 0]
-        posts = int(field_owner.max().item()) + 1
-        summed = torch.zeros(posts, cls.size(-1), device=cls.device, dtype=cls.dtype).index_add_(0, field_owner, cls)
-        counts = torch.bincount(field_owner, minlength=posts).clamp(min=1).unsqueeze(-1).to(cls.dtype)
-        logits = self.classifier(self.dropout(summed / counts))
-        loss = self.ranking_loss(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-class ARForTagGeneration(SOGPreTrainedModel):
-    reads_tags = False  # the encoder reads the context only; the tags go to the decoder
-    packs_instances = True  # the causal decoder makes every prefix of one tag order an instance of its own
+class ARForTagGeneration(SOGTagModel):
+    display_name = "AR (autoregressive baseline)"
+    reads_tags_in_encoder = False
+    learns_from_gold_set = False   # one training instance per gold tag, as SOG
+    packs_instances = True         # the causal decoder makes every prefix of one tag order an instance of its own
 
     def __init__(self, config):
         super().__init__(config)
@@ -65,11 +33,24 @@ class ARForTagGeneration(SOGPreTrainedModel):
         self.tag_head = SOGTagHead(config)
         self.post_init()
 
+    @staticmethod
+    def attention_layout_name(config) -> str:
+        return "paper"   # the encoder reads the context only; the tags go to the decoder
+
+    def input_tail(self, given_tags, mask_token_id) -> list[int]:
+        return []
+
     def unit_embeddings_with_names(self):
         return super().unit_embeddings_with_names() + [(self.tag_embeddings, self.config.tag_names)]
 
+    @torch.no_grad()
+    def init_from_training_tags(self, post_tag_ids):
+        """Start the softmax over tags at the training tag frequencies, as SOG's."""
+        self.tag_head.bias.copy_(log_tag_shares(post_tag_ids, self.config.num_tags).to(self.tag_head.bias.dtype))
+
     def _decoder_inputs(self, tag_sequences, read_at) -> dict:
-        """``[BOS] tags`` per row, and the decoder positions whose outputs are read (-1 pads)."""
+        """``[BOS] tags`` per row (``decoder_tag_ids`` ``[rows, longest + 1]``), and the decoder positions whose
+        outputs are read (``decoder_predict`` ``[rows, most reads]``, -1 pads)."""
         longest = max(len(tags) for tags in tag_sequences) + 1
         decoder_ids = torch.full((len(tag_sequences), longest), self.config.num_tags, dtype=torch.long)
         predict = torch.full((len(tag_sequences), max(len(r) for r in read_at)), -1, dtype=torch.long)
@@ -93,6 +74,7 @@ class ARForTagGeneration(SOGPreTrainedModel):
         return {**batch, **self._decoder_inputs(sequences, given_counts)}
 
     def decode(self, memory, memory_padding, decoder_tag_ids, decoder_lengths):
+        """``memory`` ``[rows, units, hidden]`` -> decoder states ``[rows, steps, hidden]``."""
         steps = decoder_tag_ids.size(1)
         positions = torch.arange(steps, device=decoder_tag_ids.device)
         target = self.tag_embeddings(decoder_tag_ids) + self.tag_positions(positions)
@@ -102,8 +84,10 @@ class ARForTagGeneration(SOGPreTrainedModel):
                             memory_key_padding_mask=memory_padding)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, decoder_tag_ids=None,
-                decoder_lengths=None, decoder_predict=None, labels=None, **kwargs):
-        r"""Logits ``(predictions, num_tags)``: one row per entry of ``decoder_predict`` that is >= 0, in row order."""
+                decoder_lengths=None, decoder_predict=None, labels=None, lexical_offsets=None, lexical_ids=None,
+                lexical_counts=None, **kwargs):
+        r"""Logits ``(predictions, num_tags)``: one row per entry of ``decoder_predict`` that is >= 0, in row order
+        (the lexical expert's offsets or bags, when given, one row per prediction too)."""
         if decoder_tag_ids is None or decoder_lengths is None or decoder_predict is None:
             raise ValueError("ARForTagGeneration needs decoder_tag_ids, decoder_lengths and decoder_predict; use "
                              "build_inputs")
@@ -114,14 +98,22 @@ class ARForTagGeneration(SOGPreTrainedModel):
         read = decoder_predict >= 0
         rows = torch.arange(hidden.size(0), device=hidden.device).unsqueeze(1).expand_as(decoder_predict)
         logits = self.tag_head(hidden[rows[read], decoder_predict[read]], self.tag_embeddings.weight[:self.config.num_tags])
+        logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
         loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def _cached_step_logits(self, contexts, tokenizer):
+    def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
+                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+        """Greedy set decoding; with ``use_cache`` the encoder reads each context once and each step runs the
+        decoder alone."""
+        step_logits = (self.cached_step_logits if use_cache else self.uncached_step_logits)(contexts, tokenizer)
+        return decoder.greedy(step_logits, len(contexts), offsets)
+
+    def cached_step_logits(self, contexts, tokenizer):
         """The encoder reads only the context: encode it once, then each step runs the decoder alone."""
         batch = {k: v.to(self.device) for k, v in super().build_inputs(contexts, [()] * len(contexts),
                                                                          tokenizer).items()}
-        memory = self.encode(**batch).last_hidden_state
+        memory = self.encode(**batch).last_hidden_state                       # [rows, units, hidden]
         padding = batch["attention_mask"] == 0
 
         def step_logits(active, chosen):
@@ -134,7 +126,6 @@ class ARForTagGeneration(SOGPreTrainedModel):
         return step_logits
 
 
-BRLateFusionForTagRanking.register_for_auto_class("AutoModel")
 ARForTagGeneration.register_for_auto_class("AutoModel")
 
-__all__ = ["ARForTagGeneration", "BRLateFusionForTagRanking"]
+__all__ = ["ARForTagGeneration"]

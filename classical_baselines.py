@@ -8,8 +8,8 @@ import os
 import re
 import tempfile
 
-from processing_sog import post_fields
-from sog_data import tags_by_post_count
+from inputs_sog import post_fields
+from corpora import tags_by_post_count
 
 
 class FrequencyBaseline:

@@ -1,0 +1,51 @@
+"""Scoring tag models the same way everywhere: P/R/F1/nDCG@K through the project's evaluate module, tags generated
+for every post of a split exactly once across processes, and the predictions files a run leaves."""
+
+import json
+from pathlib import Path
+
+import evaluate
+from accelerate.utils import gather_object
+
+REPO = Path(__file__).resolve().parent
+METRIC_PATH = REPO / "evaluate_metrics" / "precision_at_k"
+K_VALUES = (1, 3, 5)
+
+
+def load_tag_metric():
+    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+
+
+def score(metric, predictions, references) -> dict:
+    """P/R/F1/nDCG@1,3,5 in percent (``n``: the number of posts), through the project's evaluate module."""
+    scores = metric.compute(predictions=predictions, references=references, k=list(K_VALUES))
+    return {name: (value if name == "n" else 100 * value) for name, value in scores.items()}
+
+
+def generate_and_score(accelerator, model, tokenizer, split, num_tags: int, batch_size: int, metric):
+    """Generate tags for every post of ``split`` (a ``corpora.Split``) exactly once across processes; return the
+    scores and, per post, what ``generate_tags`` gave."""
+    posts = split.posts
+    # Each process takes every n-th post: no padding, so no duplicates to drop after gathering.
+    mine = list(range(accelerator.process_index, len(posts), accelerator.num_processes))
+    generator = accelerator.unwrap_model(model)
+    tags = generator.generate_tags([posts[i] for i in mine], tokenizer, num_tags=num_tags, batch_size=batch_size)
+    gathered = gather_object(list(zip(mine, tags)))
+    predictions = dict(gathered)
+    if sorted(predictions) != list(range(len(posts))) or len(gathered) != len(posts):
+        raise RuntimeError(f"evaluation covered {len(predictions)} distinct of {len(posts)} posts "
+                           f"({len(gathered)} gathered)")
+    ranked = [[tag["label"] for tag in predictions[i]] for i in range(len(posts))]
+    return score(metric, ranked, split.gold), [predictions[i] for i in range(len(posts))]
+
+
+def write_predictions(path, split, predictions):
+    """One JSON line per post: its id, gold tags and what was generated."""
+    with open(path, "w", encoding="utf-8") as stream:
+        for row, predicted in zip(split.data.select_columns(["id", "tags"]), predictions):
+            stream.write(json.dumps({"id": row["id"], "gold": row["tags"], "predicted": predicted}) + "\n")
+
+
+def read_predictions(path) -> list[list[dict]]:
+    with open(path, encoding="utf-8") as stream:
+        return [json.loads(line)["predicted"] for line in stream if line.strip()]

@@ -1,0 +1,155 @@
+"""Fitting the lexical expert of a model (``modeling_sog.LexicalExpert``): TF-IDF over the word pieces of whole posts,
+idf from the train split, and one regularised logistic regression per tag (L2, minibatch Adam), its strength C
+chosen on the validation split, as the TF-IDF + LogisticRegression baseline chooses it; and the
+cross-fitted scores that ``lexical_mode="prior"`` trains the encoder against.
+
+Everything here reads bags (``PostUnits.piece_bags``: piece id -> count), so the features are exactly what the
+model computes at inference: sublinear tf (``1 + log count``) times idf, each post's vector scaled to unit length.
+"""
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+
+MIN_DOCUMENT_FREQUENCY = 2          # pieces seen in fewer train posts are ignored (idf 0), as min_df=2 does
+DEFAULT_C_GRID = (4.0, 16.0, 64.0)
+DEFAULT_FOLDS = 5
+
+
+def fit_idf(bags, vocab_size: int, min_df: int = MIN_DOCUMENT_FREQUENCY) -> torch.Tensor:
+    """Smooth idf, ``log((1 + N) / (1 + df)) + 1``, and 0 for pieces in fewer than ``min_df`` posts."""
+    df = torch.zeros(vocab_size, dtype=torch.float64)
+    for bag in bags:
+        if bag:
+            df[torch.tensor(list(bag))] += 1
+    idf = torch.log((1 + len(bags)) / (1 + df)) + 1
+    return torch.where(df >= min_df, idf, torch.zeros_like(idf)).float()
+
+
+def tfidf_rows(bags, idf: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """A sparse CSR matrix ``[posts, kept pieces]`` of unit-length TF-IDF rows; ``columns`` maps a piece id to its
+    column (-1: ignored)."""
+    crow, col, values = [0], [], []
+    for bag in bags:
+        pieces = [p for p in bag if columns[p] >= 0]
+        weights = torch.tensor([(1 + math.log(bag[p])) * idf[p].item() for p in pieces], dtype=torch.float32)
+        norm = weights.norm().clamp(min=1e-12)
+        col.extend(columns[p].item() for p in pieces)
+        values.extend((weights / norm).tolist())
+        crow.append(len(col))
+    return torch.sparse_csr_tensor(torch.tensor(crow), torch.tensor(col, dtype=torch.long),
+                                   torch.tensor(values, dtype=torch.float32), size=(len(bags), int(columns.max()) + 1))
+
+
+def multi_hot(tag_ids, num_tags: int) -> torch.Tensor:
+    targets = torch.zeros(len(tag_ids), num_tags)
+    for row, tags in enumerate(tag_ids):
+        targets[row, list(tags)] = 1.0
+    return targets
+
+
+def fit_logistic(features, targets, c: float, init=None, epochs: int = 10, batch_size: int = 512,
+                 learning_rate: float = 0.3, seed: int = 0):
+    """One-vs-rest logistic regression with liblinear's objective divided by ``C * N`` (mean log loss per post plus
+    ``||W||^2 / (2 C N)``), by minibatch Adam whose rate decays linearly to 0 over ``epochs``: on this machine's
+    sparse products that reaches a better validation P@1 in seconds than full-batch L-BFGS in minutes. Returns
+    (W ``[columns, tags]``, b ``[tags]``)."""
+    posts = features.size(0)
+    rows = features.to_sparse_coo().coalesce()
+    weight = (init[0].clone() if init else torch.zeros(features.size(1), targets.size(1))).requires_grad_(True)
+    bias = (init[1].clone() if init else torch.logit(targets.mean(0).clamp(1e-4, 1 - 1e-4))).requires_grad_(True)
+    penalty = 1.0 / (2 * c * posts)
+    optimizer = torch.optim.Adam([weight, bias], lr=learning_rate)
+    steps = epochs * math.ceil(posts / batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(posts, generator=generator)
+        for start in range(0, posts, batch_size):
+            batch = order[start:start + batch_size]
+            logits = torch.sparse.mm(rows.index_select(0, batch), weight) + bias
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[batch], reduction="sum") \
+                / len(batch) + penalty * weight.pow(2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return weight.detach(), bias.detach()
+
+
+def precision_at_1(logits, tag_ids) -> float:
+    """Share of posts whose top-scored tag is one of theirs (a post with none in the vocabulary is a miss)."""
+    top = logits.argmax(-1).tolist()
+    return 100 * sum(t in set(tags) for t, tags in zip(top, tag_ids)) / max(1, len(tag_ids))
+
+
+@dataclass
+class FittedExpert:
+    """What ``install`` puts into a model, and how it was chosen."""
+
+    idf: torch.Tensor            # [vocab]
+    weight: torch.Tensor         # [vocab, tags]
+    bias: torch.Tensor           # [tags]
+    c: float
+    validation_precision_at_1: dict    # C -> the expert's own validation P@1
+    seconds: float
+    cross_fitted: torch.Tensor | None = None   # [train posts, tags]: logits from experts that never saw the post
+
+    def report(self) -> dict:
+        return {"C": self.c, "validation_P@1_by_C": self.validation_precision_at_1, "seconds": round(self.seconds, 1),
+                "pieces": int((self.idf > 0).sum()), "cross_fitted": self.cross_fitted is not None}
+
+
+def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, num_tags: int, vocab_size: int,
+               c_grid=DEFAULT_C_GRID, folds: int = 0, seed: int = 42, log=print) -> FittedExpert:
+    """The expert on the train split, C chosen by its own P@1 on validation; with ``folds`` > 1, also each train
+    post's logits from an expert fitted (with the chosen C) on the other folds."""
+    start = time.perf_counter()
+    idf = fit_idf(train_bags, vocab_size)
+    kept = torch.nonzero(idf > 0).squeeze(-1)
+    columns = torch.full((vocab_size,), -1, dtype=torch.long)
+    columns[kept] = torch.arange(len(kept))
+    features, held_out = tfidf_rows(train_bags, idf, columns), tfidf_rows(validation_bags, idf, columns)
+    targets = multi_hot(train_tag_ids, num_tags)
+    scores, fitted = {}, {}
+    for c in sorted(c_grid):
+        fitted[c] = fit_logistic(features, targets, c, seed=seed)
+        scores[c] = round(precision_at_1(held_out @ fitted[c][0] + fitted[c][1], validation_tag_ids), 2)
+        log(f"lexical expert: C={c:g}, validation P@1 {scores[c]:.2f} ({time.perf_counter() - start:.0f} s)")
+    best = max(sorted(c_grid), key=lambda c: scores[c])
+    compact, bias = fitted[best]
+    weight = torch.zeros(vocab_size, num_tags)
+    weight[kept] = compact
+    cross_fitted = None
+    if folds > 1:
+        cross_fitted = torch.zeros(len(train_bags), num_tags)
+        order = list(range(len(train_bags)))
+        random.Random(seed).shuffle(order)
+        for fold in range(folds):
+            held = sorted(order[fold::folds])
+            rest = sorted(set(order) - set(held))
+            rows = lambda indices: features.to_sparse_coo().index_select(0, torch.tensor(indices)).to_sparse_csr()
+            w, b = fit_logistic(rows(rest), targets[rest], best, seed=seed + fold)
+            cross_fitted[held] = rows(held) @ w + b
+        log(f"lexical expert: cross-fitted on {folds} folds ({time.perf_counter() - start:.0f} s)")
+    return FittedExpert(idf, weight, bias, best, scores, time.perf_counter() - start, cross_fitted)
+
+
+@torch.no_grad()
+def install(model, expert: FittedExpert, trainable: bool):
+    """Copy a fitted expert into ``model.lexical``; frozen unless ``trainable``."""
+    lexical = model.lexical
+    lexical.idf.copy_(expert.idf.to(lexical.idf))
+    lexical.weight.copy_(expert.weight.to(lexical.weight))
+    lexical.bias.copy_(expert.bias.to(lexical.bias))
+    lexical.weight.requires_grad_(trainable)
+    lexical.bias.requires_grad_(trainable)
+
+
+def fit_idf_only(model, train_bags):
+    """A jointly trained expert learns its weights with the encoder; its idf still comes from the train split."""
+    with torch.no_grad():
+        model.lexical.idf.copy_(fit_idf(train_bags, model.config.vocab_size).to(model.lexical.idf))
