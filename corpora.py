@@ -5,12 +5,13 @@ The validation split is the corpus's own, or carved from train by the hash of ea
 builders split train/test with), before any sampling: the test split and the tag vocabulary never depend on it.
 """
 
+import hashlib
 import math
 import os
 import re
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import datasets
@@ -25,12 +26,26 @@ MIN_VALIDATION_POSTS = 300        # carved validation splits get at least this m
 MAX_VALIDATION_SHARE = 0.2        # ... unless that would take more than this share of train
 
 
-def load_local(*args, **kwargs):
-    """load_dataset for local files, read into memory through a private, temporary cache: datasets'
-    shared cache can hand back another folder's data when the file names match (seen with two corpus
-    folders of benchmarks/paper_table.py), and a forced re-read races with other DDP processes."""
-    with tempfile.TemporaryDirectory(prefix="sog-corpus-") as cache:
-        return datasets.load_dataset(*args, cache_dir=cache, keep_in_memory=True, **kwargs)
+CORPUS_CACHE = Path(os.environ.get("SOG_CORPUS_CACHE", Path(tempfile.gettempdir()) / "sog-corpora"))
+
+
+def files_fingerprint(path: str) -> str:
+    """What identifies a local corpus's content: every file's path, size and modification time."""
+    files = [Path(path)] if os.path.isfile(path) else sorted(p for p in Path(path).rglob("*") if p.is_file())
+    described = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    return hashlib.sha1("\n".join(described).encode("utf-8")).hexdigest()[:16]
+
+
+def load_local(path: str, *args, **kwargs):
+    """load_dataset for a local folder or file, through a cache of its own, named by a fingerprint of the files:
+    datasets' shared cache can hand back another folder's data when the file names match (seen with two corpus
+    folders of benchmarks/paper_table.py). The Arrow it writes there is memory-mapped, not read into memory, so
+    a corpus costs pages the system can drop, whatever its size; DDP processes load it under
+    ``main_process_first``."""
+    cache = CORPUS_CACHE / files_fingerprint(path)
+    if args:   # a builder name ("json", "parquet") and data_files=path
+        return datasets.load_dataset(*args, cache_dir=str(cache), **kwargs)
+    return datasets.load_dataset(path, cache_dir=str(cache), **kwargs)
 
 
 def load_corpus(dataset: str | None, data_dir: str | None = None) -> datasets.DatasetDict:
@@ -45,7 +60,7 @@ def load_corpus(dataset: str | None, data_dir: str | None = None) -> datasets.Da
         kind = "parquet" if dataset.endswith(".parquet") else "json" if re.search(r"\.jsonl?$", dataset) else None
         if kind is None:
             raise ValueError(f"--dataset {dataset}: expected a .parquet, .json or .jsonl file")
-        table = load_local(kind, data_files=dataset, split="train")
+        table = load_local(dataset, kind, data_files=dataset, split="train")
         if "id" not in table.column_names:
             raise ValueError(f"--dataset {dataset}: a single file needs an 'id' column to split train/test by hash")
         corpus = datasets.DatasetDict({
@@ -124,8 +139,15 @@ def posts_of(table) -> list[dict]:
     return [{c: row[c] for c in columns} for row in table.select_columns(columns)]
 
 
+def column(table, name: str, batch_size: int = 10_000):
+    """The values of one column, read a batch at a time (a memory-mapped table stays on disk)."""
+    for batch in table.select_columns([name]).iter(batch_size=batch_size):
+        yield from batch[name]
+
+
 def tags_by_post_count(post_tags) -> list[tuple[str, int]]:
-    """(tag, number of posts carrying it), most frequent first, ties by name."""
+    """(tag, number of posts carrying it), most frequent first, ties by name; ``post_tags`` is any iterable of
+    tag lists (``column(table, "tags")`` streams a split's)."""
     counts = Counter(tag for tags in post_tags for tag in set(tags))
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
@@ -139,18 +161,24 @@ def tag_vocabulary(train_tags, min_tag_freq: int) -> list[str]:
     return vocabulary
 
 
-@dataclass
 class Split:
-    """One split as evaluation reads it: its rows, each row's post (context fields) and its gold tags."""
+    """One split as evaluation reads it: its rows (``data``), each row's post (context fields) and gold tags, the
+    last two read from the table when first asked for."""
 
-    name: str
-    data: datasets.Dataset
-    posts: list
-    gold: list
+    def __init__(self, name: str, data: datasets.Dataset):
+        self.name, self.data = name, data
 
     @classmethod
     def of(cls, name: str, table) -> "Split":
-        return cls(name, table, posts_of(table), [list(tags) for tags in table["tags"]])
+        return cls(name, table)
+
+    @cached_property
+    def posts(self) -> list:
+        return posts_of(self.data)
+
+    @cached_property
+    def gold(self) -> list:
+        return [list(tags) for tags in column(self.data, "tags")]
 
     def __len__(self) -> int:
-        return len(self.posts)
+        return len(self.data)

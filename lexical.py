@@ -3,45 +3,56 @@ idf from the train split, and one regularised logistic regression per tag (L2, m
 chosen on the validation split, as the TF-IDF + LogisticRegression baseline chooses it; and the
 cross-fitted scores that ``lexical_mode="prior"`` trains the encoder against.
 
-Everything here reads bags (``PostUnits.piece_bags``: piece id -> count), so the features are exactly what the
-model computes at inference: sublinear tf (``1 + log count``) times idf, each post's vector scaled to unit length.
+Everything here reads bags (``PostUnits.piece_bags``: a post's distinct piece ids and their counts), so the features
+are exactly what the model computes at inference: sublinear tf (``1 + log count``) times idf, each post's vector
+scaled to unit length. Bags are read once, in order: a list, or the columns of a memory-mapped table.
 """
 
 import math
 import random
 import time
+import warnings
+from array import array
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 MIN_DOCUMENT_FREQUENCY = 2          # pieces seen in fewer train posts are ignored (idf 0), as min_df=2 does
 DEFAULT_C_GRID = (4.0, 16.0, 64.0)
 DEFAULT_FOLDS = 5
+DEFAULT_MAX_TRAIN_POSTS = 100_000   # the expert is a minutes model: on more posts it is fitted on a sample
 
 
 def fit_idf(bags, vocab_size: int, min_df: int = MIN_DOCUMENT_FREQUENCY) -> torch.Tensor:
     """Smooth idf, ``log((1 + N) / (1 + df)) + 1``, and 0 for pieces in fewer than ``min_df`` posts."""
     df = torch.zeros(vocab_size, dtype=torch.float64)
-    for bag in bags:
-        if bag:
-            df[torch.tensor(list(bag))] += 1
-    idf = torch.log((1 + len(bags)) / (1 + df)) + 1
+    posts = 0
+    for ids, _ in bags:
+        posts += 1
+        if len(ids):
+            df[torch.tensor(ids, dtype=torch.long)] += 1
+    idf = torch.log((1 + posts) / (1 + df)) + 1
     return torch.where(df >= min_df, idf, torch.zeros_like(idf)).float()
 
 
 def tfidf_rows(bags, idf: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """A sparse CSR matrix ``[posts, kept pieces]`` of unit-length TF-IDF rows; ``columns`` maps a piece id to its
     column (-1: ignored)."""
-    crow, col, values = [0], [], []
-    for bag in bags:
-        pieces = [p for p in bag if columns[p] >= 0]
-        weights = torch.tensor([(1 + math.log(bag[p])) * idf[p].item() for p in pieces], dtype=torch.float32)
-        norm = weights.norm().clamp(min=1e-12)
-        col.extend(columns[p].item() for p in pieces)
-        values.extend((weights / norm).tolist())
+    crow, col, values = [0], array("q"), array("f")
+    for ids, counts in bags:
+        ids = torch.tensor(ids, dtype=torch.long)
+        kept = columns[ids] >= 0
+        ids, counts = ids[kept], torch.tensor(counts, dtype=torch.float32)[kept]
+        weights = (1 + torch.log(counts)) * idf[ids]
+        col.extend(columns[ids].tolist())
+        values.extend((weights / weights.norm().clamp(min=1e-12)).tolist())
         crow.append(len(col))
-    return torch.sparse_csr_tensor(torch.tensor(crow), torch.tensor(col, dtype=torch.long),
-                                   torch.tensor(values, dtype=torch.float32), size=(len(bags), int(columns.max()) + 1))
+    with warnings.catch_warnings():   # "sparse CSR support is in beta": the products used here are plain
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.tensor(crow), torch.from_numpy(np.frombuffer(col, dtype=np.int64).copy()),
+                                       torch.from_numpy(np.frombuffer(values, dtype=np.float32).copy()),
+                                       size=(len(crow) - 1, int(columns.max()) + 1), check_invariants=False)
 
 
 def multi_hot(tag_ids, num_tags: int) -> torch.Tensor:
@@ -125,8 +136,8 @@ def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, n
     weight[kept] = compact
     cross_fitted = None
     if folds > 1:
-        cross_fitted = torch.zeros(len(train_bags), num_tags)
-        order = list(range(len(train_bags)))
+        cross_fitted = torch.zeros(features.size(0), num_tags)
+        order = list(range(features.size(0)))
         random.Random(seed).shuffle(order)
         for fold in range(folds):
             held = sorted(order[fold::folds])
@@ -136,6 +147,21 @@ def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, n
             cross_fitted[held] = rows(held) @ w + b
         log(f"lexical expert: cross-fitted on {folds} folds ({time.perf_counter() - start:.0f} s)")
     return FittedExpert(idf, weight, bias, best, scores, time.perf_counter() - start, cross_fitted)
+
+
+@torch.no_grad()
+def expert_logits(expert: FittedExpert, bags, batch_size: int = 4096) -> torch.Tensor:
+    """The expert's logits ``[posts, tags]`` for bags it may never have seen, a batch of bags at a time."""
+    columns = torch.arange(len(expert.idf))
+    rows, batch = [], []
+    for bag in bags:
+        batch.append(bag)
+        if len(batch) == batch_size:
+            rows.append(tfidf_rows(batch, expert.idf, columns) @ expert.weight + expert.bias)
+            batch = []
+    if batch:
+        rows.append(tfidf_rows(batch, expert.idf, columns) @ expert.weight + expert.bias)
+    return torch.cat(rows)
 
 
 @torch.no_grad()

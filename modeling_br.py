@@ -101,9 +101,7 @@ class BRForTagRanking(SOGTagModel):
 
 class BRLateFusionForTagRanking(BRForTagRanking):
     display_name = "BR-LF (ranking baseline)"
-
-    def encode_contexts(self, posts, tokenizer):
-        return self.units.field_units(posts, tokenizer)
+    context_layout = "per_field"
 
     def build_inputs(self, contexts, given_tags, tokenizer) -> dict:
         """One ``[CLS] field [SEP]`` row per field; ``field_owner`` says which post each row belongs to."""

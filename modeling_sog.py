@@ -155,61 +155,69 @@ class PostUnits:
                 raise type(error)(f"post {index}: {error}") from None
         return fields
 
-    def field_units(self, posts, tokenizer) -> list[list[list[int]]]:
-        """Per post, the unit ids of each non-empty field, its marker first: image, location, time, then the
-        text (always present, possibly empty).
+    def field_pieces(self, posts, tokenizer, limit: int) -> list[list[list[int]]]:
+        """Per post, the word pieces of each field (image, location, time words, text), at most ``limit`` a field.
 
         Post text is data: a literal ``[CLS]``/``[SEP]``/``[MASK]``/``[PAD]`` in it is tokenized as the
-        ordinary characters it is (``split_special_tokens``), never as the control unit. Each field is cut at
-        ``max_input_length`` units, which the context never exceeds anyway."""
+        ordinary characters it is (``split_special_tokens``), never as the control unit."""
         self.check_tokenizer(tokenizer)
         fields = self.field_texts(posts)
         flat = [value for row in fields for value in row]
         pieces = tokenizer(flat, add_special_tokens=False, split_special_tokens=True, truncation=True,
-                           max_length=self.config.max_input_length)["input_ids"] if flat else []
+                           max_length=limit)["input_ids"] if flat else []
         width = len(fields[0]) if fields else 0
+        return [pieces[i * width:(i + 1) * width] for i in range(len(fields))]
+
+    def field_units(self, posts, tokenizer, pieces=None) -> list[list[list[int]]]:
+        """Per post, the unit ids of each non-empty field, its marker first: image, location, time, then the
+        text (always present, possibly empty). Each field is cut at ``max_input_length`` units, which the context
+        never exceeds anyway; ``pieces`` (``field_pieces`` with a larger limit) saves tokenizing twice."""
+        limit = self.config.max_input_length
+        pieces = self.field_pieces(posts, tokenizer, limit) if pieces is None else pieces
         markers = len(self.config.feature_markers)
         per_post = []
-        for i in range(len(fields)):
-            row = pieces[i * width:(i + 1) * width]
-            units = [[self.marker_offset + f] + ids for f, ids in enumerate(row[:markers]) if ids]
-            per_post.append(units + [list(row[markers])])
+        for row in pieces:
+            units = [[self.marker_offset + f] + list(ids[:limit]) for f, ids in enumerate(row[:markers]) if ids]
+            per_post.append(units + [list(row[markers][:limit])])
         return per_post
 
-    def contexts(self, posts, tokenizer) -> list[list[int]]:
+    def contexts(self, posts, tokenizer, pieces=None) -> list[list[int]]:
         """Unit ids of each post's context (no [CLS]/[SEP])."""
-        return [[unit for field in fields for unit in field] for fields in self.field_units(posts, tokenizer)]
+        return [[unit for field in fields for unit in field] for fields in self.field_units(posts, tokenizer, pieces)]
 
-    def piece_bags(self, posts, tokenizer) -> list[dict[int, int]]:
-        """Per post, how often each word piece occurs in the whole post (every field, up to
-        ``lexical_max_pieces`` pieces a field, not the encoder's truncated context): the lexical expert's input."""
-        self.check_tokenizer(tokenizer)
-        fields = self.field_texts(posts)
-        flat = [value for row in fields for value in row]
-        pieces = tokenizer(flat, add_special_tokens=False, split_special_tokens=True, truncation=True,
-                           max_length=self.config.lexical_max_pieces)["input_ids"] if flat else []
-        width = len(fields[0]) if fields else 0
+    def encode(self, posts, tokenizer, context_layout: str = "joined", pieces=None):
+        """What a model's encoder reads of each post: its context (``"joined"``) or its fields apart
+        (``"per_field"``, late fusion)."""
+        if context_layout == "joined":
+            return self.contexts(posts, tokenizer, pieces)
+        return self.field_units(posts, tokenizer, pieces)
+
+    def piece_bags(self, posts, tokenizer, pieces=None) -> list[tuple[list[int], list[int]]]:
+        """Per post, its bag of word pieces as (distinct piece ids, how often each occurs) over the whole post
+        (every field, up to ``lexical_max_pieces`` pieces a field, not the encoder's truncated context): the
+        lexical expert's input."""
+        pieces = self.field_pieces(posts, tokenizer, self.config.lexical_max_pieces) if pieces is None else pieces
         bags = []
-        for i in range(len(fields)):
+        for row in pieces:
             bag = {}
-            for ids in pieces[i * width:(i + 1) * width]:
+            for ids in row:
                 for piece in ids:
                     bag[piece] = bag.get(piece, 0) + 1
-            bags.append(bag)
+            bags.append((list(bag), list(bag.values())))
         return bags
 
     @staticmethod
     def bag_tensors(bags) -> dict:
         """Bags -> ``lexical_ids`` ``[posts, longest bag]`` (distinct piece ids, 0 pads) and ``lexical_counts`` (how
         often each occurs; 0 on padding)."""
-        width = max([len(bag) for bag in bags] + [1])
-        ids = torch.zeros((len(bags), width), dtype=torch.long)
-        counts = torch.zeros((len(bags), width), dtype=torch.float32)
-        for row, bag in enumerate(bags):
-            if bag:
-                ids[row, :len(bag)] = torch.tensor(list(bag), dtype=torch.long)
-                counts[row, :len(bag)] = torch.tensor(list(bag.values()), dtype=torch.float32)
-        return {"lexical_ids": ids, "lexical_counts": counts}
+        width = max([len(ids) for ids, _ in bags] + [1])
+        lexical_ids = torch.zeros((len(bags), width), dtype=torch.long)
+        lexical_counts = torch.zeros((len(bags), width), dtype=torch.float32)
+        for row, (ids, counts) in enumerate(bags):
+            if len(ids):
+                lexical_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+                lexical_counts[row, :len(ids)] = torch.tensor(counts, dtype=torch.float32)
+        return {"lexical_ids": lexical_ids, "lexical_counts": lexical_counts}
 
     def kinds(self, input_ids, token_type_ids, attention_mask) -> torch.Tensor:
         """``[batch, units]``: UNIT_CONTEXT for ``[CLS] context [SEP]``, UNIT_TAG / UNIT_MASK for segment-1 units,
@@ -482,8 +490,10 @@ class TagGenerationMixin:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start:start + batch_size]
                 chunk_posts = [posts[i] for i in chunk]
-                contexts = self.encode_contexts(chunk_posts, tokenizer)
-                bags = self.units.piece_bags(chunk_posts, tokenizer) if self.lexical is not None else None
+                pieces = None if self.lexical is None else \
+                    self.units.field_pieces(chunk_posts, tokenizer, self.config.lexical_max_pieces)
+                contexts = self.units.encode(chunk_posts, tokenizer, self.context_layout, pieces)
+                bags = None if pieces is None else self.units.piece_bags(chunk_posts, tokenizer, pieces)
                 offsets = None if bags is None else self.lexical_offsets(
                     **{k: v.to(self.device) for k, v in self.units.bag_tensors(bags).items()})
                 chosen_tags = self.choose_tags(contexts, tokenizer, decoder, use_cache, offsets)
@@ -501,8 +511,8 @@ class TagGenerationMixin:
     def explaining_words(self, fields, bag, tag_ids, tokenizer, top: int = 3) -> list[list[str]]:
         """Per tag, the ``top`` words of the post whose word pieces add most to the lexical expert's score for it
         (a word's share: the TF-IDF weight times ``V[piece, tag]``, summed over its distinct pieces)."""
-        ids = torch.tensor(list(bag) or [0], device=self.device)
-        counts = torch.tensor(list(bag.values()) or [0], dtype=torch.float32, device=self.device)
+        ids = torch.tensor(list(bag[0]) or [0], device=self.device)
+        counts = torch.tensor(list(bag[1]) or [0], dtype=torch.float32, device=self.device)
         weights = self.lexical.features(ids.unsqueeze(0), counts.unsqueeze(0))[0]               # [pieces]
         shares = weights.unsqueeze(-1) * self.lexical.weight[ids][:, tag_ids]                   # [pieces, tags]
         share_of = {piece: shares[row] for row, piece in enumerate(ids.tolist())}
@@ -633,9 +643,13 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
     def marker_offset(self) -> int:
         return self.units.marker_offset
 
-    def encode_contexts(self, posts, tokenizer) -> list[list[int]]:
-        """Unit ids of each post's context (no [CLS]/[SEP]): markers before non-empty fields, text last."""
-        return self.units.contexts(posts, tokenizer)
+    # What the encoder reads of a post: its context ("joined") or each field apart ("per_field", late fusion).
+    context_layout = "joined"
+
+    def encode_contexts(self, posts, tokenizer):
+        """Unit ids of each post's context (no [CLS]/[SEP]): markers before non-empty fields, text last (per field,
+        for a model that reads them apart)."""
+        return self.units.encode(posts, tokenizer, self.context_layout)
 
     def input_tail(self, given_tags, mask_token_id) -> list[int]:
         """What follows the context's ``[SEP]`` in an instance's row."""

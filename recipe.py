@@ -27,15 +27,11 @@ MODEL_CLASSES = {"sog": SOGForTagGeneration, "br": BRForTagRanking, "br-lf": BRL
                  "ar": ARForTagGeneration}
 
 
-def build_model(model: str, encoder: str, vocabulary, post_tag_ids, output_bias: str = "prior",
-                init_units_from_names: bool = True, **config_overrides):
-    """``MODEL_CLASSES[model]`` around ``encoder`` with this tag vocabulary; ``output_bias="prior"`` starts the
-    output bias at the training tag frequencies (``post_tag_ids``: each train post's tag ids), ``"zero"`` at 0."""
-    built = MODEL_CLASSES[model].from_encoder(encoder, tags=vocabulary, init_units_from_names=init_units_from_names,
-                                              **config_overrides)
-    if output_bias == "prior":
-        built.init_from_training_tags(post_tag_ids)
-    return built
+def build_model(model: str, encoder: str, vocabulary, init_units_from_names: bool = True, **config_overrides):
+    """``MODEL_CLASSES[model]`` around ``encoder`` with this tag vocabulary (``model.init_from_training_tags`` then
+    starts the output bias at the training tag frequencies)."""
+    return MODEL_CLASSES[model].from_encoder(encoder, tags=vocabulary, init_units_from_names=init_units_from_names,
+                                             **config_overrides)
 
 
 def parameter_groups(model, learning_rate: float, weight_decay: float = 0.0, head_learning_rate: float | None = None,

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,12 @@ from transformers import AutoTokenizer
 
 from calibration import calibration_report, fit_score_calibration
 from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, RANKING_LOSSES, SCHEMES
-from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, load_corpus,
-                     prepare_splits, tag_vocabulary)
+from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, column,
+                     load_corpus, prepare_splits, tag_vocabulary)
 from evaluation import K_VALUES, generate_and_score, load_tag_metric, read_predictions, write_predictions
 from hub_folder import push_hub_folder, write_hub_folder
-from lexical import DEFAULT_C_GRID, DEFAULT_FOLDS, fit_expert, fit_idf_only, install
+from inputs_sog import POST_FIELDS
+from lexical import DEFAULT_C_GRID, DEFAULT_FOLDS, DEFAULT_MAX_TRAIN_POSTS, expert_logits, fit_expert, fit_idf_only, install
 from recipe import (MODEL_CLASSES, SCHEDULES, BudgetProgress, budget_schedule, build_model, default_encoder_path,
                     make_optimizer)
 from score_tables import score_table
@@ -68,6 +70,8 @@ def parse_args(argv=None):
     data.add_argument("--max_train_samples", type=int, help="a seeded sample of N train posts")
     data.add_argument("--max_validation_samples", type=int, help="a seeded sample of N validation posts")
     data.add_argument("--max_eval_samples", type=int, help="a seeded sample of N test posts")
+    data.add_argument("--preprocessing_num_workers", type=int, help="processes that tokenise the train split")
+    data.add_argument("--overwrite_cache", action="store_true", help="tokenise again instead of reading the cache")
     model = p.add_argument_group("model")
     model.add_argument("--model", choices=sorted(MODEL_CLASSES), default="sog")
     model.add_argument("--scheme", choices=SCHEMES, default="1-to-M")
@@ -94,6 +98,8 @@ def parse_args(argv=None):
                        help="prior: folds of the cross-fitted train scores")
     model.add_argument("--lexical_c_grid", type=float, nargs="+", default=list(DEFAULT_C_GRID),
                        help="mix, prior: the expert's C values tried on validation")
+    model.add_argument("--lexical_max_train_posts", type=int, default=DEFAULT_MAX_TRAIN_POSTS,
+                       help="the expert is fitted on a seeded sample of at most this many train posts (its minutes)")
     train = p.add_argument_group("training (the paper's defaults)")
     train.add_argument("--learning_rate", type=float, default=5e-5, help="the pretrained encoder's rate")
     train.add_argument("--head_learning_rate", type=float,
@@ -116,7 +122,7 @@ def parse_args(argv=None):
     train.add_argument("--eval_steps", type=int, help="evaluate on validation every N optimizer steps (and at the end)")
     train.add_argument("--evaluations", type=int,
                        help="evaluate N times, evenly over the budget (the time budget under --max_train_minutes, else "
-                       "the epochs' steps); default: at every epoch end")
+                       "the epochs' steps); 0: at every epoch end")
     train.add_argument("--tag_order", choices=TAG_ORDERS,
                        help="generators: give a post's tags in the order the corpus lists them (fixed) or in an order "
                        "drawn each epoch (shuffled); default: fixed for 1-to-1 (the paper's Eq. 9), shuffled for 1-to-M")
@@ -161,10 +167,12 @@ def parse_args(argv=None):
                 "never read tags)")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be an integer or 'epoch'")
-    for name in ("max_train_minutes", "early_stopping_patience", "eval_steps", "evaluations", "head_learning_rate",
+    for name in ("max_train_minutes", "early_stopping_patience", "eval_steps", "head_learning_rate",
                  "lexical_learning_rate"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
+    if args.evaluations is not None and args.evaluations < 0:
+        p.error("--evaluations must be 0 (at every epoch end) or more")
     if args.eval_steps and args.evaluations:
         p.error("--eval_steps and --evaluations are two ways to say when to evaluate: give one")
     if not 0 <= args.warmup_ratio < 1:
@@ -216,22 +224,71 @@ class TrainState:
         vars(self).update(state)
 
 
-@dataclass
-class TrainingPosts:
-    """The train split as training reads it: the posts with at least one tag of the vocabulary, their tags as
-    vocabulary ids, and how many posts were left out for having none."""
+class ColumnRows:
+    """Random access to one or more columns of a table, a row at a time (a pair of values for two columns)."""
 
-    posts: list
-    tag_ids: list
+    def __init__(self, table, *names):
+        self.table, self.names = table.select_columns(list(names)), names
+
+    def __len__(self):
+        return len(self.table)
+
+    def __getitem__(self, index):
+        row = self.table[int(index)]
+        return row[self.names[0]] if len(self.names) == 1 else tuple(row[name] for name in self.names)
+
+    def __iter__(self):   # in order, a batch at a time
+        for batch in self.table.iter(batch_size=10_000):
+            yield from (batch[self.names[0]] if len(self.names) == 1 else zip(*(batch[name] for name in self.names)))
+
+
+def encode_training_batch(batch, units, tokenizer, context_layout: str, tag2id: dict, with_bags: bool) -> dict:
+    """``Dataset.map`` over the train split: what the encoder reads of each post, its tags as vocabulary ids and,
+    for a lexical expert, its bag of word pieces."""
+    fields = [name for name in POST_FIELDS if name in batch]
+    posts = [{name: batch[name][row] for name in fields} for row in range(len(batch["tags"]))]
+    # One tokenization serves both: the encoder's units are the first pieces of the expert's whole fields.
+    pieces = units.field_pieces(posts, tokenizer, units.config.lexical_max_pieces) if with_bags else None
+    encoded = {"units": units.encode(posts, tokenizer, context_layout, pieces),
+               "tag_ids": [[tag2id[t] for t in dict.fromkeys(tags) if t in tag2id] for tags in batch["tags"]]}
+    if with_bags:
+        bags = units.piece_bags(posts, tokenizer, pieces)
+        encoded["bag_ids"], encoded["bag_counts"] = [ids for ids, _ in bags], [counts for _, counts in bags]
+    return encoded
+
+
+@dataclass
+class TrainingData:
+    """The train split as training reads it, in Arrow: memory-mapped and cached on disk by ``Dataset.map``, so
+    start-up memory does not grow with the corpus. Per post: ``units`` (what the encoder reads), ``tag_ids`` and,
+    with a lexical expert, ``bag_ids``/``bag_counts``; posts with no tag of the vocabulary are left out (counted)."""
+
+    table: object
     vocabulary: list
     left_out: int
 
+    @property
+    def tag_ids(self) -> ColumnRows:
+        return ColumnRows(self.table, "tag_ids")
+
+    @property
+    def bags(self) -> ColumnRows:
+        return ColumnRows(self.table, "bag_ids", "bag_counts")
+
     @classmethod
-    def of(cls, split: Split, vocabulary) -> "TrainingPosts":
+    def encode(cls, args, accelerator, model, tokenizer, train_split, vocabulary) -> "TrainingData":
         tag2id = {t: i for i, t in enumerate(vocabulary)}
-        tag_ids = [[tag2id[t] for t in dict.fromkeys(tags) if t in tag2id] for tags in split.gold]
-        keep = [i for i, ids in enumerate(tag_ids) if ids]
-        return cls([split.posts[i] for i in keep], [tag_ids[i] for i in keep], vocabulary, len(tag_ids) - len(keep))
+        with accelerator.main_process_first():   # one process tokenises; the others read its cache
+            encoded = train_split.map(
+                encode_training_batch, batched=True, batch_size=1000, num_proc=args.preprocessing_num_workers,
+                remove_columns=train_split.column_names, load_from_cache_file=not args.overwrite_cache,
+                fn_kwargs={"units": model.units, "tokenizer": tokenizer, "context_layout": model.context_layout,
+                           "tag2id": tag2id, "with_bags": model.lexical is not None},
+                desc="tokenising the train split")
+            kept = encoded.filter(lambda tag_ids: [bool(ids) for ids in tag_ids], input_columns=["tag_ids"],
+                                  batched=True, num_proc=args.preprocessing_num_workers,
+                                  load_from_cache_file=not args.overwrite_cache, desc="posts with a known tag")
+        return cls(kept, vocabulary, len(encoded) - len(kept))
 
 
 class EvaluationSchedule:
@@ -270,39 +327,52 @@ class Run:
     state: TrainState
     evaluation: EvaluationSchedule
     metric: object
-    train: TrainingPosts
+    train: TrainingData
     validation: Split
     test: Split
     validation_source: str
     instances_per_epoch: int
     lexical_report: dict | None = None
     instances_seen: int = 0
+    started: float = 0.0                       # perf_counter when start() began
+    seconds_to_first_step: float | None = None  # from then to the end of the first optimizer step
 
 
-def prepare_lexical_expert(args, model, tokenizer, training: TrainingPosts, validation: Split, log) -> tuple:
+def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, validation: Split, log) -> tuple:
     """Fit the expert's part that comes before the encoder's training: its idf (every mode) and, for mix and prior,
-    its weights, frozen (prior: also each train post's cross-fitted offsets, which the collator hands the model).
-    Returns (what the collator adds per post, a report, the seconds it took)."""
+    its weights, frozen, on at most ``--lexical_max_train_posts`` posts (prior: also each train post's offsets from
+    an expert that never saw it, which the collator hands the model). Returns (what the collator adds per post, a
+    report, the seconds it took)."""
     start = time.perf_counter()
-    train_bags = model.units.piece_bags(training.posts, tokenizer)
+    table = training.table
+    if len(table) > args.lexical_max_train_posts:
+        sample = sorted(random.Random(args.seed).sample(range(len(table)), args.lexical_max_train_posts))
+        table = table.select(sample)
+        log(f"lexical expert: fitted on {len(sample)} of {len(training.table)} train posts (--lexical_max_train_posts)")
+    sampled = TrainingData(table, training.vocabulary, 0)
     if args.lexical_mode == "joint":
-        fit_idf_only(model, train_bags)
-        return {"bags": train_bags}, {"mode": "joint"}, time.perf_counter() - start
+        fit_idf_only(model, sampled.bags)
+        return {"bags": training.bags}, {"mode": "joint"}, time.perf_counter() - start
     tag2id = {t: i for i, t in enumerate(training.vocabulary)}
     validation_ids = [[tag2id[t] for t in tags if t in tag2id] for tags in validation.gold]
-    expert = fit_expert(train_bags, training.tag_ids, model.units.piece_bags(validation.posts, tokenizer),
+    expert = fit_expert(sampled.bags, list(sampled.tag_ids), model.units.piece_bags(validation.posts, tokenizer),
                         validation_ids, model.config.num_tags, model.config.vocab_size, args.lexical_c_grid,
                         folds=args.lexical_folds if args.lexical_mode == "prior" else 0, seed=args.seed, log=log)
     install(model, expert, trainable=False)
     inputs = {}
     if args.lexical_mode == "prior":
-        inputs["offsets"] = model.config.lexical_weight * torch.nn.functional.logsigmoid(expert.cross_fitted)
+        logits = expert.cross_fitted
+        if table is not training.table:   # the posts the expert never saw get the whole expert's logits
+            logits = expert_logits(expert, training.bags)
+            logits[torch.tensor(sample)] = expert.cross_fitted
+        inputs["offsets"] = model.config.lexical_weight * torch.nn.functional.logsigmoid(logits)
     return inputs, {"mode": args.lexical_mode, **expert.report()}, time.perf_counter() - start
 
 
 def start(args) -> Run:
     """Accelerator, seeds, splits, vocabulary, model (and its lexical expert), data loader, optimizer and schedule,
     checkpoint to resume."""
+    started = time.perf_counter()
     output_dir = Path(args.output_dir)
     # cpu=True on a machine without CUDA makes `--multi_gpu --num_processes N` real gloo DDP on CPU
     # (without it, N independent processes would each train on all the data).
@@ -320,29 +390,31 @@ def start(args) -> Run:
         corpus = load_corpus(args.dataset, args.data_dir)
     train_split, validation_split, test_split, validation_source = splits_of(corpus, args)
     # The vocabulary and the prior come from the train part only.
-    training = TrainingPosts.of(Split.of("train", train_split), tag_vocabulary(train_split["tags"], args.min_tag_freq))
-    if training.left_out:
-        accelerator.print(f"{training.left_out} train posts have no tag in the vocabulary: not trained on")
+    vocabulary = tag_vocabulary(column(train_split, "tags"), args.min_tag_freq)
     validation, test = Split.of("validation", validation_split), Split.of("test", test_split)
 
     encoder = args.model_name_or_path or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = build_model(args.model, encoder, training.vocabulary, training.tag_ids, args.output_bias,
-                        init_units_from_names=args.unit_init == "names", scheme=args.scheme,
-                        attention_layout=args.attention_layout, ranking_loss=args.br_loss,
+    model = build_model(args.model, encoder, vocabulary, init_units_from_names=args.unit_init == "names",
+                        scheme=args.scheme, attention_layout=args.attention_layout, ranking_loss=args.br_loss,
                         max_input_length=args.max_length, num_tags_to_generate=args.num_tags,
                         tag_head_transform=args.tag_head == "transform",
                         weight_loss_by_target_count=args.loss_weighting == "target_count",
                         lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode)
+    training = TrainingData.encode(args, accelerator, model, tokenizer, train_split, vocabulary)
+    if training.left_out:
+        accelerator.print(f"{training.left_out} train posts have no tag in the vocabulary: not trained on")
+    if args.output_bias == "prior":
+        model.init_from_training_tags(training.tag_ids)
     lexical_inputs, lexical_report, lexical_seconds = {}, None, 0.0
     if model.lexical is not None:
         lexical_inputs, lexical_report, lexical_seconds = prepare_lexical_expert(
             args, model, tokenizer, training, validation, accelerator.print)
-    contexts = model.encode_contexts(training.posts, tokenizer)
     train_data = InstanceDataset.for_model(model, training.tag_ids, args.scheme, args.instances_per_post, args.seed,
                                            args.tag_order)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,
-                              collate_fn=InstanceCollator(model, tokenizer, contexts, **lexical_inputs))
+                              collate_fn=InstanceCollator(model, tokenizer, ColumnRows(training.table, "units"),
+                                                          **lexical_inputs))
     optimizer = make_optimizer(model, args.learning_rate, args.weight_decay, head_learning_rate=args.head_learning_rate,
                                lexical_learning_rate=args.lexical_learning_rate or args.head_learning_rate,
                                lexical_weight_decay=args.lexical_weight_decay)
@@ -358,10 +430,10 @@ def start(args) -> Run:
     accelerator.register_for_checkpointing(state)
     run = Run(args, accelerator, output_dir, tokenizer, model, optimizer, scheduler, train_loader, state,
               EvaluationSchedule(args, progress), load_tag_metric(), training, validation, test, validation_source,
-              train_data.instance_count, lexical_report)
+              train_data.instance_count, lexical_report, started=started)
 
     hyperparameters = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-    hyperparameters.update(num_tags_vocabulary=len(training.vocabulary), train_posts=len(training.posts),
+    hyperparameters.update(num_tags_vocabulary=len(training.vocabulary), train_posts=len(training.table),
                            train_instances_per_epoch=run.instances_per_epoch, validation_posts=len(run.validation),
                            test_posts=len(run.test), processes=accelerator.num_processes)
     accelerator.init_trackers("sog", config=hyperparameters)
@@ -369,7 +441,7 @@ def start(args) -> Run:
         resume(accelerator, args.resume_from_checkpoint, output_dir)
     layout = f", {args.attention_layout} layout" if args.model == "sog" else ""
     packed = train_data.packed
-    accelerator.print(f"training {args.model.upper()} ({args.scheme}{layout}) on {len(training.posts)} posts = "
+    accelerator.print(f"training {args.model.upper()} ({args.scheme}{layout}) on {len(training.table)} posts = "
                       f"{run.instances_per_epoch} instances/epoch in {len(train_data)} {'posts' if packed else 'rows'}, "
                       f"{len(training.vocabulary)} tags, {accelerator.num_processes} process(es) "
                       f"[{accelerator.distributed_type}], {steps_per_epoch} steps/epoch; validation: {validation_source}; "
@@ -415,6 +487,7 @@ def train_epoch(run: Run, epoch: int) -> str | None:
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                state.completed_steps += 1   # counted before the schedule sets the next step's rate from it
             run.optimizer.step()
             run.scheduler.step()
             run.optimizer.zero_grad()
@@ -427,7 +500,9 @@ def train_epoch(run: Run, epoch: int) -> str | None:
             state.train_seconds = accelerator.reduce(torch.tensor([state.train_seconds], device=accelerator.device),
                                                      "max").item()
         if accelerator.sync_gradients:
-            state.completed_steps += 1
+            if run.seconds_to_first_step is None:
+                run.seconds_to_first_step = time.perf_counter() - run.started
+                accelerator.print(f"first optimizer step {run.seconds_to_first_step:.1f} s after the start")
             bar.set_postfix(loss=f"{loss.item():.4f}", inst_s=f"{run.instances_seen / state.train_seconds:.1f}")
             accelerator.log({"train/loss": loss.item(), "train/lr": run.scheduler.get_last_lr()[0]},
                             step=state.completed_steps)
@@ -463,7 +538,8 @@ def evaluate(run: Run) -> str | None:
     accelerator.print(f"epoch {epoch:g}, step {state.completed_steps}, validation: " + "  ".join(
         f"P@{k} {scores[f'precision@{k}']:.2f} R@{k} {scores[f'recall@{k}']:.2f}" for k in K_VALUES))
     state.history.append({"epoch": epoch, "completed_steps": state.completed_steps,
-                          "train_seconds": state.train_seconds, **{f"validation_{k}": v for k, v in scores.items()},
+                          "train_seconds": state.train_seconds, "learning_rate": max(run.scheduler.get_last_lr()),
+                          **{f"validation_{k}": v for k, v in scores.items()},
                           "generate_seconds": generate_seconds})
     if state.best is None or scores[args.metric_for_best_model] > state.best:
         state.best, state.best_evaluation = scores[args.metric_for_best_model], len(state.history) - 1
@@ -581,9 +657,10 @@ def finish(run: Run, stopped_by: str) -> dict:
                "score_calibration": chosen.config.score_calibration,
                "parameter_checksums_per_process": checksums, "train_instances_per_process": seen,
                "train_seconds": state.train_seconds, "completed_steps": state.completed_steps,
-               "train_posts": len(run.train.posts), "instances_per_epoch": run.instances_per_epoch,
+               "train_posts": len(run.train.table), "instances_per_epoch": run.instances_per_epoch,
                "instances_seen": run.instances_seen, "epochs_trained": state.epochs_trained,
                "stopped_by": stopped_by, "validation_source": run.validation_source,
+               "seconds_to_first_step": run.seconds_to_first_step,
                "validation_posts": len(run.validation), "test_posts": len(run.test)}
     accelerator.print(results_table(summary))
     if accelerator.is_main_process:

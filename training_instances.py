@@ -12,6 +12,7 @@ row; the others get batches of instances.
 """
 
 import random
+from array import array
 from dataclasses import dataclass
 
 import torch
@@ -28,41 +29,91 @@ class Instance:
     target: tuple[int, ...]     # tag ids of the target distribution (uniform over them)
 
 
-def expand_post(post: int, tag_ids, scheme: str, rng: random.Random, tag_order: str = "shuffled") -> list[Instance]:
-    if tag_order not in TAG_ORDERS:
+def _check(scheme: str, per_post: str, tag_order: str):
+    if scheme not in ("1-to-M", "1-to-1"):
+        raise ValueError(f"unknown scheme {scheme!r}; expected '1-to-M' or '1-to-1'")
+    if per_post not in INSTANCES_PER_POST:
+        raise ValueError(f"unknown per_post {per_post!r}; expected one of {INSTANCES_PER_POST}")
+    if per_post != "set" and tag_order not in TAG_ORDERS:   # a gold set has no order
         raise ValueError(f"unknown tag_order {tag_order!r}; expected one of {TAG_ORDERS}")
-    order = list(tag_ids)
-    if tag_order == "shuffled":
-        rng.shuffle(order)
-    if scheme == "1-to-M":
-        return [Instance(post, tuple(order[:i]), tuple(order[i:])) for i in range(len(order))]
-    if scheme == "1-to-1":
-        return [Instance(post, tuple(order[:i]), (order[i],)) for i in range(len(order))]
-    raise ValueError(f"unknown scheme {scheme!r}; expected '1-to-M' or '1-to-1'")
+
+
+def shuffled_indices(count: int, rng: random.Random) -> array:
+    """``range(count)`` in the order ``rng.shuffle`` would put a list of ``count`` items in (the same Fisher-Yates
+    draws), in a compact array: an epoch of millions of instances costs 8 bytes each, not an object each."""
+    index = array("q", range(count))
+    randbelow = rng._randbelow   # what random.shuffle itself draws with
+    for i in reversed(range(1, count)):
+        j = randbelow(i + 1)
+        index[i], index[j] = index[j], index[i]
+    return index
+
+
+class EpochPlan:
+    """One epoch's instances, as flat arrays: each post's tag order (in the corpus's order, or drawn with ``seed``),
+    and, for ``per_post="one"``, which of its instances was drawn. The draws are those of a ``random.Random(seed)``
+    walking the posts in order, so a seed always gives the same epoch.
+
+    per_post: ``"all"`` every instance of the post (the paper's generators), ``"one"`` one of them drawn at
+    random (an epoch then costs what a ranking epoch costs), ``"set"`` the ranking instance: nothing given, the
+    whole gold set as target. ``post_tag_ids`` is read once, in order (a list, or a column read in batches)."""
+
+    def __init__(self, post_tag_ids, scheme: str, per_post: str, seed: int, tag_order: str = "shuffled"):
+        _check(scheme, per_post, tag_order)
+        self.scheme, self.per_post = scheme, per_post
+        rng = random.Random(seed)
+        self.orders, self.starts, self.drawn = array("q"), array("q", [0]), array("q")
+        for tags in post_tag_ids:
+            order = list(tags)
+            if per_post != "set" and tag_order == "shuffled":
+                rng.shuffle(order)
+            if per_post == "one":
+                self.drawn.append(rng._randbelow(len(order)))   # rng.choice over the post's instances
+            self.orders.extend(order)
+            self.starts.append(len(self.orders))
+
+    @property
+    def posts(self) -> int:
+        return len(self.starts) - 1
+
+    def instances_of(self, post: int) -> int:
+        return self.starts[post + 1] - self.starts[post] if self.per_post == "all" else 1
+
+    def instance(self, post: int, given: int) -> Instance:
+        order = tuple(self.orders[self.starts[post]:self.starts[post + 1]])
+        if self.per_post == "set":
+            return Instance(post, (), order)
+        target = order[given:] if self.scheme == "1-to-M" else (order[given],)
+        return Instance(post, order[:given], target)
+
+    def group(self, post: int) -> list[Instance]:
+        """The post's instances this epoch, fewest tags given first."""
+        if self.per_post == "one":
+            return [self.instance(post, self.drawn[post])]
+        return [self.instance(post, given) for given in range(self.instances_of(post))]
 
 
 def epoch_instances(post_tag_ids, scheme: str, per_post: str, seed: int, tag_order: str = "shuffled") -> list[list[Instance]]:
-    """The instances of one epoch, grouped by post; ``seed`` (e.g. base seed + epoch) fixes the orders and draws.
+    """The instances of one epoch, grouped by post (``EpochPlan`` as lists, for small corpora and tests)."""
+    plan = EpochPlan(post_tag_ids, scheme, per_post, seed, tag_order)
+    return [plan.group(post) for post in range(plan.posts)]
 
-    per_post: ``"all"`` every instance of the post (the paper's generators), ``"one"`` one of them drawn
-    at random (an epoch then costs what a ranking epoch costs), ``"set"`` the ranking instance: nothing
-    given, the whole gold set as target."""
-    if per_post == "set":
-        return [[Instance(post, (), tuple(tags))] for post, tags in enumerate(post_tag_ids)]
-    if per_post not in INSTANCES_PER_POST:
-        raise ValueError(f"unknown per_post {per_post!r}; expected one of {INSTANCES_PER_POST}")
-    rng = random.Random(seed)
-    groups = []
-    for post, tags in enumerate(post_tag_ids):
-        expanded = expand_post(post, tags, scheme, rng, tag_order)
-        groups.append(expanded if per_post == "all" else [rng.choice(expanded)])
-    return groups
+
+def expand_post(post: int, tag_ids, scheme: str, rng: random.Random, tag_order: str = "shuffled") -> list[Instance]:
+    """Every instance of one post (its tags in the corpus's order, or shuffled with ``rng``)."""
+    _check(scheme, "all", tag_order)
+    order = list(tag_ids)
+    if tag_order == "shuffled":
+        rng.shuffle(order)
+    plan = EpochPlan([order], scheme, "all", 0, "fixed")
+    return [Instance(post, inst.given, inst.target) for inst in plan.group(0)]
 
 
 class InstanceDataset(Dataset):
     """The items of one epoch, in a shuffled order that ``set_epoch`` redraws (the tag orders too): instances,
     or, for models that pack, posts (each with all its instances). A prepared DataLoader's ``set_epoch``
-    forwards to it.
+    forwards to it. Items are made when asked for, from the epoch's ``EpochPlan``: memory grows by a few bytes
+    per instance, not an object.
 
     The count does not change between epochs, so one prepared DataLoader serves every epoch and a resumed
     run skips exactly the batches it had done."""
@@ -80,16 +131,28 @@ class InstanceDataset(Dataset):
         return cls(post_tag_ids, scheme, per_post, seed, tag_order, model.packs_instances)
 
     def set_epoch(self, epoch: int):
-        groups = epoch_instances(self.post_tag_ids, self.scheme, self.per_post, self.seed + epoch, self.tag_order)
-        self.instance_count = sum(len(group) for group in groups)
-        self.instances = groups if self.packed else [inst for group in groups for inst in group]
-        random.Random(self.seed * 1000 + epoch).shuffle(self.instances)
+        plan = EpochPlan(self.post_tag_ids, self.scheme, self.per_post, self.seed + epoch, self.tag_order)
+        self.plan = plan
+        self.instance_count = sum(plan.instances_of(post) for post in range(plan.posts))
+        if self.packed:
+            self.item_post = self.item_given = None
+        else:   # item i of the unshuffled epoch: post item_post[i], item_given[i] tags given
+            self.item_post, self.item_given = array("q"), array("q")
+            for post in range(plan.posts):
+                for instance in range(plan.instances_of(post)):
+                    self.item_post.append(post)
+                    self.item_given.append(plan.drawn[post] if plan.per_post == "one" else instance)
+        items = plan.posts if self.packed else self.instance_count
+        self.order = shuffled_indices(items, random.Random(self.seed * 1000 + epoch))
 
     def __len__(self):
-        return len(self.instances)
+        return len(self.order)
 
     def __getitem__(self, index):
-        return self.instances[index]
+        item = self.order[index]
+        if self.packed:
+            return self.plan.group(item)
+        return self.plan.instance(self.item_post[item], self.item_given[item])
 
 
 class InstanceCollator:

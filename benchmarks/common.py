@@ -47,10 +47,20 @@ def add_run_arguments(parser, budget: dict):
                         help="read runs whose folder already holds a summary made with the same train.py arguments")
 
 
-def budget_arguments(args, num_train_epochs) -> list[str]:
-    """train.py arguments for the budget every row of a run shares (the settings line records the same values)."""
+# How train.py trained before the small-budget recipe (one constant rate for every weight, no warmup or decay, no
+# weight decay, no lexical expert, an evaluation per epoch), pinned: the tables made that way stay reproducible
+# whatever train.py's defaults become. The rows of the paper table and of the SOG ablation run it.
+BEFORE_THE_RECIPE = ["--lr_scheduler_type", "constant", "--warmup_ratio", "0", "--weight_decay", "0",
+                     "--lexical_mode", "none", "--evaluations", "0"]
+
+
+def budget_arguments(args, num_train_epochs, recipe=BEFORE_THE_RECIPE) -> list[str]:
+    """train.py arguments for the budget every row of a run shares (the settings line records the same values),
+    with the encoder and the new units at the one learning rate, and ``recipe`` (the one before the small-budget
+    recipe unless told)."""
     return ["--max_length", str(args.max_length), "--num_train_epochs", str(num_train_epochs),
-            "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate)]
+            "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate),
+            "--head_learning_rate", str(args.learning_rate), *recipe]
 
 
 def percent_row(scores: dict) -> dict:
@@ -127,7 +137,12 @@ def reusable_summary(saved: Path, argv: list) -> dict | None:
     if not saved.is_file():
         return None
     summary = json.loads(saved.read_text())
-    if summary.get("args") != json.loads(json.dumps(vars(train.parse_args(argv)))):
+    current = json.loads(json.dumps(vars(train.parse_args(argv))))
+    made_with = summary.get("args") or {}
+    # An option train.py did not have when the run was made must be at its default (which keeps the old behaviour).
+    defaults = json.loads(json.dumps(vars(train.parse_args([]))))
+    if any(current.get(k) != v for k, v in made_with.items()) or \
+            any(current[k] != defaults[k] for k in current.keys() - made_with.keys()):
         return None
     print(f"reusing {saved}", flush=True)
     return summary
@@ -179,12 +194,13 @@ def over_seeds(runs: list[dict]) -> dict:
 
 
 def measure_rows(names, seeds, run_one, on_row=None) -> list[dict]:
-    """One row per name, each from ``run_one(name, seed)`` for every seed; ``on_row(rows)`` after each row (to
-    write the results as they come, so a stopped run keeps what it measured)."""
+    """One row per name, each from ``run_one(name, seed)`` for every seed (``seeds``: a list, or a function of the
+    name giving its list); ``on_row(rows)`` after each row (to write the results as they come, so a stopped run
+    keeps what it measured)."""
     rows = []
     for name in names:
         start = time.perf_counter()
-        rows.append(over_seeds([run_one(name, seed) for seed in seeds]))
+        rows.append(over_seeds([run_one(name, seed) for seed in (seeds(name) if callable(seeds) else seeds)]))
         row = rows[-1]
         print(f"== {name}: P@1 {row['P@1']:.2f} ± {row['P@1_std']:.2f}, R@5 {row['R@5']:.2f} ± {row['R@5_std']:.2f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
@@ -212,7 +228,8 @@ def settings_line(settings: dict, rows: list[dict]) -> str:
 
 def cells_meaning(settings: dict) -> str:
     if len(settings.get("seeds", [])) > 1:
-        return "Cells: mean ± standard deviation over the seeds."
+        return ("Cells: mean ± standard deviation over the seeds where a row has several; one seed's value (no "
+                "spread: the test size's standard error above is its only error bar) where it has one.")
     return "Cells: one seed, so no spread (the test size's standard error above is the only error bar)."
 
 

@@ -66,7 +66,8 @@ def measure_one(name: str, args) -> dict:
     model_key, overrides = MODELS[name]
     encoder = default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = build_model(model_key, encoder, vocabulary, post_tag_ids, max_input_length=args.max_length, **overrides)
+    model = build_model(model_key, encoder, vocabulary, max_input_length=args.max_length, **overrides)
+    model.init_from_training_tags(post_tag_ids)
     data = InstanceDataset.for_model(model, post_tag_ids, "1-to-M", "all", args.seed, "shuffled")
     contexts = model.encode_contexts(posts_of(train_split), tokenizer)
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=False,

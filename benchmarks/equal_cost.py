@@ -1,43 +1,48 @@
-"""Quality at equal cost: BR-EF, SOG (paper layout) and SOG (one-pass layout) each trained for the same wall-clock
-budget on this machine, on the full debtags corpus, next to Omikuji and TF-IDF + LR on the same split.
+"""Quality at equal cost: every neural row trained for the same wall-clock budget on this machine, on a whole corpus,
+next to Omikuji and TF-IDF + LR on the same split and the same fused text.
 
-    python -m benchmarks.equal_cost                              # 30 minutes of training per neural model
+    python -m benchmarks.equal_cost --dataset debtags --results benchmarks/results/equal_cost_debtags
+    python -m benchmarks.equal_cost --dataset stackexchange --data_dir data/stackexchange/cooking.csv.zip \
+        --results benchmarks/results/equal_cost_cooking
     python -m benchmarks.equal_cost --max_train_minutes 2 --max_train_samples 2000 --max_eval_samples 300   # a look
 
-Split: the builder's source-package train/test split, all test posts; the validation split is carved from
-train by group hash (``train.py``'s rule) and sampled. Each neural model trains until ``--max_train_minutes`` of
-training time (evaluation excluded) runs out, ending after that step, with validation scored at each epoch end
-and at the end; the test split is scored once, on the epoch chosen on validation. The models run one after the
-other, alone on the machine. Writes benchmarks/results/equal_cost.{json,md}.
+Rows: SOG with train.py's defaults (``"default": true`` in the JSON) and BR-EF with the same defaults (the same
+recipe and lexical expert), each over ``--seeds`` (3 by default); SOG and BR-EF as they were before the small-budget
+recipe (paper layout, 64 units, batch 32, one constant rate, no expert, an evaluation per epoch), one seed each;
+Omikuji and TF-IDF + LR. Split: the corpus's train/test split, all test posts; validation carved from train by
+group hash (``train.py``'s rule) and sampled. Each neural model trains until ``--max_train_minutes`` of training time
+(the lexical expert's fit included, evaluation excluded) run out; its checkpoint (and expert weight) is chosen on
+validation and the test split is scored once. The models run one after the other, alone on the machine; with
+``--reuse_runs`` a stopped run picks up where it stopped. Writes ``--results``.{json,md} after every row.
 """
 
 import argparse
 from pathlib import Path
 
-from benchmarks.common import CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows, prepare_corpus, \
-    run_classical, run_neural, write_results
+from benchmarks.common import (BEFORE_THE_RECIPE, CLASSICAL, REPO, add_run_arguments, markdown, measure_rows,
+                               prepare_corpus, run_classical, run_neural, write_results)
 from evaluation import load_tag_metric
 
-
-NEURAL = {
-    "BR-EF (sigmoid)": ["--model", "br"],
-    "SOG 1-to-M, paper layout": ["--model", "sog", "--attention_layout", "paper"],
-    "SOG 1-to-M, one-pass layout": ["--model", "sog", "--attention_layout", "one-pass"],
-    # A batch of 32 posts is about 118 instances; 8 posts (about 30) match the paper layout's 32 instances a step.
-    "SOG 1-to-M, one-pass layout, 8 posts a batch": ["--model", "sog", "--attention_layout", "one-pass",
-                                                      "--per_device_train_batch_size", "8"],
+DEFAULT_ROW = "SOG (train.py defaults)"
+# The rows "as before": the previous equal-cost table's settings, and how train.py trained then.
+BEFORE = ["--max_length", "64", "--per_device_train_batch_size", "32", "--learning_rate", "1e-4",
+          "--head_learning_rate", "1e-4", *BEFORE_THE_RECIPE]
+NEURAL = {  # row name -> (train.py arguments, several seeds?)
+    DEFAULT_ROW: (["--model", "sog"], True),
+    "BR-EF (the same defaults: recipe and expert)": (["--model", "br"], True),
+    "SOG as before (paper layout, no expert)": (["--model", "sog", "--attention_layout", "paper"] + BEFORE, False),
+    "BR-EF as before (no expert)": (["--model", "br"] + BEFORE, False),
 }
-BUDGET = {"max_train_minutes": 30.0, "max_train_samples": None, "max_validation_samples": 500,
-          "max_eval_samples": None, "max_length": 64, "batch_size": 32, "learning_rate": 1e-4}
+BUDGET = {"max_train_minutes": 20.0, "max_train_samples": None, "max_validation_samples": 500,
+          "max_eval_samples": None}
 COLUMNS = [("train min", "train_minutes", ".1f"), ("epochs", "epochs_trained", ".2f"),
-           ("steps", "train_steps", ".0f"), ("best epoch", "best_epoch", ".0f"),
-           ("generate posts/s", "generate_posts_per_s", ".1f")]
+           ("steps", "train_steps", ".0f"), ("best epoch", "best_epoch", ".2f"),
+           ("expert weight", "lexical_weight", ".2f"), ("generate posts/s", "generate_posts_per_s", ".1f")]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(p, BUDGET)
-    p.set_defaults(seeds=[42])
     p.add_argument("--models", nargs="+", choices=list(NEURAL) + list(CLASSICAL[1:]),
                    default=list(NEURAL) + list(CLASSICAL[1:]))
     p.add_argument("--output_dir", default="outputs/equal_cost")
@@ -49,21 +54,30 @@ def main(argv=None):
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     splits, corpus_dir, settings = prepare_corpus(args, output_dir)
+    for shared in ("max_length", "batch_size", "learning_rate"):   # each row says its own (JSON "arguments")
+        settings.pop(shared, None)
     settings["max_train_minutes"] = args.max_train_minutes
-    # Epochs are not the limit here: the clock is.
-    budget = budget_arguments(args, 100) + ["--max_train_minutes", str(args.max_train_minutes)]
+    budget = ["--num_train_epochs", "100", "--max_train_minutes", str(args.max_train_minutes)]
     metric = load_tag_metric()
 
     def run_one(name, seed):
         if name in NEURAL:
-            row = run_neural(name, NEURAL[name], args, corpus_dir, seed, output_dir, budget)
+            arguments = NEURAL[name][0]
+            row = {**run_neural(name, arguments, args, corpus_dir, seed, output_dir, budget), "arguments": arguments}
         else:
             row = run_classical(name, splits, metric, seed)
         return {**row, "train_minutes": round(row["train_seconds"] / 60, 1)}
 
+    def seeds_of(name):
+        return list(args.seeds) if NEURAL.get(name, (None, False))[1] else list(args.seeds[:1])
+
+    def written(rows):
+        for row in rows:
+            row["default"] = row["model"] == DEFAULT_ROW
+        write_results(stem, settings, rows, markdown(rows, settings, COLUMNS))
+
     stem = Path(args.results)
-    rows = measure_rows(args.models, args.seeds, run_one,
-                        on_row=lambda rows: write_results(stem, settings, rows, markdown(rows, settings, COLUMNS)))
+    rows = measure_rows(args.models, seeds_of, run_one, on_row=written)
     print("\n" + stem.with_suffix(".md").read_text())
     return rows
 

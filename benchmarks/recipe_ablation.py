@@ -23,7 +23,7 @@ from evaluation import load_tag_metric
 PAPER = ["--model", "sog", "--attention_layout", "paper"]
 ONE_PASS = ["--model", "sog", "--attention_layout", "one-pass"]
 RECIPE = ["--head_learning_rate", "1e-3", "--lr_scheduler_type", "linear", "--warmup_ratio", "0.05",
-          "--weight_decay", "0.01", "--evaluations", "3"]
+          "--weight_decay", "0.01", "--evaluations", "3", "--lexical_mode", "none"]
 VARIANTS = {  # row name -> train.py arguments on top of the shared budget (64 units, batch 32, lr 1e-4, constant)
     "SOG, as before (paper layout)": PAPER,
     "SOG + recipe": PAPER + RECIPE,

@@ -34,6 +34,7 @@ def build(name: str, data_dir: str | None = None, config_name: str | None = None
     """Build a corpus and return ``(DatasetDict, RowReport)``."""
     builder = make_builder(name, data_dir, config_name, cache_dir, **filters)
     builder.download_and_prepare(download_mode="force_redownload")
+    builder.finish()
     splits = {}
     for split in ("train", "test"):
         if builder.info.splits[split].num_examples:

@@ -6,6 +6,7 @@
 """
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -85,12 +86,20 @@ Regenerate with:
 """
 
 
-def write_folder(corpus, output_dir: str, card: str):
+ROWS_PER_SHARD = 100_000
+
+
+def write_folder(corpus, output_dir: str, card: str, rows_per_shard: int = ROWS_PER_SHARD):
+    """Each split as Parquet shards of at most ``rows_per_shard`` rows (``data/{split}-0000i-of-0000n.parquet``, the
+    Hub's naming), written from the memory-mapped Arrow a batch at a time, and the card."""
     os.makedirs(os.path.join(output_dir, "data"), exist_ok=True)
     for split, dataset in corpus.items():
         if not len(dataset):
             continue
-        dataset.to_parquet(os.path.join(output_dir, "data", f"{split}-00000-of-00001.parquet"))
+        shards = math.ceil(len(dataset) / rows_per_shard)
+        for index in range(shards):
+            shard = dataset.shard(num_shards=shards, index=index, contiguous=True)
+            shard.to_parquet(os.path.join(output_dir, "data", f"{split}-{index:05d}-of-{shards:05d}.parquet"))
     with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as stream:
         stream.write(card)
 

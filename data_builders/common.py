@@ -3,17 +3,24 @@
 A builder only reads its source format (``read_posts``); this base class turns what it read into the
 ``train``/``test`` splits of the common schema, applying the paper's filters in order and counting every
 row or tag it drops, by reason.
+
+It streams: a first pass over the source counts tags (and, with ``max_posts``, keeps the sample's ids), holding
+only the ids kept so far, the tag counts and the sample; a second pass per split filters, splits and hands each
+post to ``datasets``, which writes it to Arrow on disk. No list of posts is ever held. Posts come out in the
+order the source holds them.
 """
 
 import codecs
 import hashlib
+import heapq
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 import datasets
+from tqdm.auto import tqdm
 
 FEATURES = datasets.Features({
     "id": datasets.Value("string"),
@@ -116,6 +123,28 @@ class TagCorpusConfig(datasets.BuilderConfig):
     strict: bool = False
 
 
+@dataclass
+class CorpusPlan:
+    """What the first pass learned: the tag counts the frequency filter reads, the ids of a ``max_posts`` sample
+    (None: every post), and the ids seen twice (their later rows are the duplicates)."""
+
+    tag_counts: Counter = field(default_factory=Counter)
+    sample: set | None = None
+    duplicated: set = field(default_factory=set)
+
+
+class _LargestFirst:
+    """A heap entry that puts the largest (rank, id) on top: the heap keeps the ``max_posts`` smallest."""
+
+    __slots__ = ("key", "tags")
+
+    def __init__(self, key, tags):
+        self.key, self.tags = key, tags
+
+    def __lt__(self, other):
+        return self.key > other.key
+
+
 class TagCorpusBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = TagCorpusConfig
     DESCRIPTION = ""
@@ -141,62 +170,105 @@ class TagCorpusBuilder(datasets.GeneratorBasedBuilder):
         if not data_dir or not os.path.exists(data_dir):
             raise FileNotFoundError(f"{self.name}: data_dir {data_dir!r} does not exist. {self.DESCRIPTION.strip()}")
         self.report = RowReport(self.config.strict)
-        posts = self.filtered_posts(data_dir)
-        self.posts_by_split = {"train": [], "test": []}
-        for post in posts:
-            self.posts_by_split[split_of(post.group or post.id)].append(post)
-        self.report.written = len(posts)
-        self.report.check_balance()
-        if not posts:
-            raise ValueError(f"{self.name}: no post left from {data_dir}\n" + "\n".join(self.report.lines()))
-        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split": "train"}),
-                datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"split": "test"})]
+        self.count_pass(data_dir)
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split": "train", "data_dir": data_dir}),
+                datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"split": "test", "data_dir": data_dir})]
 
-    def _generate_examples(self, split):
-        for post in self.posts_by_split[split]:
+    def _generate_examples(self, split, data_dir):
+        for post in self.posts_of_split(data_dir, split):
             yield post.id, post.as_example()
 
-    def filtered_posts(self, data_dir: str) -> list[Post]:
-        config, report = self.config, self.report
-        posts, seen = [], set()
-        for item in self.read_posts(data_dir):
-            report.read += 1
-            if isinstance(item, Rejected):
-                report.reject(item.reason, item.where)
-            elif item.id in seen:
-                report.reject("duplicate id", f"id {item.id}")
-            elif not item.text.strip() and not item.image.strip():
-                report.reject("no text", f"id {item.id}")
-            elif not item.tags:
-                report.reject("no tags", f"id {item.id}")
-            elif config.min_score is not None and (item.score is None or item.score < config.min_score):
-                report.reject(f"score below min_score={config.min_score}", f"id {item.id}")
-            elif config.max_tags_per_post is not None and len(item.tags) > config.max_tags_per_post:
-                report.reject(f"more than max_tags_per_post={config.max_tags_per_post} tags", f"id {item.id}")
-            else:
-                seen.add(item.id)
-                posts.append(item)
-        if config.max_posts is not None and len(posts) > config.max_posts:
-            reason = f"not in the max_posts={config.max_posts} sample"
-            report.rows[reason] += len(posts) - config.max_posts
-            report.first_row.setdefault(reason, "chosen by a hash of the post's group")
-            posts = sorted(posts, key=lambda p: (hash_rank(p.group or p.id), p.id))[:config.max_posts]
-        return self.keep_frequent_tags(posts)
+    def finish(self):
+        """After both splits are written: no row may be lost, and an empty corpus is an error."""
+        self.report.check_balance()
+        if not self.report.written:
+            raise ValueError(f"{self.name}: no post left from {self.config.data_dir}\n" + "\n".join(self.report.lines()))
 
-    def keep_frequent_tags(self, posts: list[Post]) -> list[Post]:
-        frequency = Counter(tag for post in posts for tag in post.tags)
-        kept = []
-        for post in posts:
-            tags = [t for t in post.tags if frequency[t] >= self.config.min_tag_freq]
+    def row_verdict(self, post: Post) -> str | None:
+        """Why a post read from the source is dropped (None: it is kept), the filters every pass applies."""
+        config = self.config
+        if not post.text.strip() and not post.image.strip():
+            return "no text"
+        if not post.tags:
+            return "no tags"
+        if config.min_score is not None and (post.score is None or post.score < config.min_score):
+            return f"score below min_score={config.min_score}"
+        if config.max_tags_per_post is not None and len(post.tags) > config.max_tags_per_post:
+            return f"more than max_tags_per_post={config.max_tags_per_post} tags"
+        return None
+
+    def kept_rows(self, data_dir: str, desc: str, first_pass: bool):
+        """The posts of the source that pass the row filters, the first kept row of an id only, with a progress bar
+        (rows/s). The first pass counts every row read and every row dropped, by reason, and notes the ids kept
+        twice; a later pass remembers only those ids, so its memory does not grow with the corpus."""
+        report, plan = self.report, self.plan
+        remembered = set()
+        for item in tqdm(self.read_posts(data_dir), desc=f"{self.name}: {desc}", unit=" rows", disable=None,
+                         mininterval=2):
+            report.read += first_pass
+            if isinstance(item, Rejected):
+                if first_pass:
+                    report.reject(item.reason, item.where)
+                continue
+            if item.id in remembered:
+                if first_pass:
+                    report.reject("duplicate id", f"id {item.id}")
+                    plan.duplicated.add(item.id)
+                continue
+            reason = self.row_verdict(item)
+            if reason:
+                if first_pass:
+                    report.reject(reason, f"id {item.id}")
+                continue
+            if first_pass or item.id in plan.duplicated:
+                remembered.add(item.id)
+            yield item
+
+    def count_pass(self, data_dir: str) -> CorpusPlan:
+        """Pass 1: count rows and drops, the tags of the kept posts, and (``max_posts``) choose the sample by a hash
+        of each post's group: the heap holds the sample's ids and tags, nothing else of the posts."""
+        config, report = self.config, self.report
+        self.plan = plan = CorpusPlan()
+        heap, kept = [], 0
+        for post in self.kept_rows(data_dir, "counting tags", first_pass=True):
+            kept += 1
+            if config.max_posts is None:
+                plan.tag_counts.update(post.tags)
+                continue
+            entry = _LargestFirst((hash_rank(post.group or post.id), post.id), tuple(post.tags))
+            if len(heap) < config.max_posts:
+                heapq.heappush(heap, entry)
+            elif entry.key < heap[0].key:
+                heapq.heapreplace(heap, entry)
+        if config.max_posts is not None:
+            plan.sample = {entry.key[1] for entry in heap}
+            for entry in heap:
+                plan.tag_counts.update(entry.tags)
+            if kept > config.max_posts:
+                reason = f"not in the max_posts={config.max_posts} sample"
+                report.rows[reason] += kept - config.max_posts
+                report.first_row.setdefault(reason, "chosen by a hash of the post's group")
+        return plan
+
+    def posts_of_split(self, data_dir: str, split: str):
+        """Pass 2, once per split: the posts of ``split`` that pass every filter, their rare tags removed; counts
+        what it writes and the posts left with no tag."""
+        config, report, plan = self.config, self.report, self.plan
+        for post in self.kept_rows(data_dir, f"writing {split}", first_pass=False):
+            if plan.sample is not None and post.id not in plan.sample:
+                continue
+            if split_of(post.group or post.id) != split:
+                continue
+            tags = [t for t in post.tags if plan.tag_counts[t] >= config.min_tag_freq]
             if len(tags) < len(post.tags):
-                self.report.tags_dropped[f"tag seen fewer than min_tag_freq={self.config.min_tag_freq} times"] += (
+                report.tags_dropped[f"tag seen fewer than min_tag_freq={config.min_tag_freq} times"] += (
                     len(post.tags) - len(tags))
             if not tags:
-                self.report.reject("no tag left after min_tag_freq", f"id {post.id}")
+                report.reject("no tag left after min_tag_freq", f"id {post.id}")
                 continue
             post.tags = tags
-            kept.append(post)
-        return kept
+            report.written += 1
+            yield post
 
 
 def unique(items) -> list:

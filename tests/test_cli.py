@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from modeling_sog import SOGForTagGeneration
 
@@ -126,3 +127,29 @@ def test_the_console_script_is_installed():
     assert script, "pip install -e . installs the sog command next to the interpreter"
     done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "sog suggest MODEL" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def lexical_model_folder(tmp_path_factory, tokenizer):
+    """A tiny SOG model whose lexical expert knows that 'banana' means fruit."""
+    from tests.helpers import tiny_sog
+
+    model = tiny_sog(lexical_mode="mix")
+    banana = tokenizer.convert_tokens_to_ids("banana")
+    with torch.no_grad():
+        model.lexical.idf.fill_(1.0)
+        model.lexical.weight[banana, 1] = 8.0                  # tag 1 is "pandas" in the helpers' vocabulary
+    folder = tmp_path_factory.mktemp("lexical-model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_suggest_explain_gives_each_tag_the_words_behind_it(lexical_model_folder, tiny_model_folder):
+    done = sog("suggest", lexical_model_folder, "a banana split recipe", "--num_tags", 2, "--explain")
+    assert done.returncode == 0, done.stderr
+    [row] = lines(done.stdout)
+    assert row["tags"][0]["label"] == "pandas" and row["tags"][0]["words"][0] == "banana"
+    refused = sog("suggest", tiny_model_folder, "text", "--explain")
+    assert refused.returncode == 1 and "needs a model with a lexical expert" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -93,6 +93,44 @@ def test_stackexchange_dump_reads_questions_with_both_tag_syntaxes(tmp_path):
     assert parse_tag_field("<c++><c#>") == ["c++", "c#"]
 
 
+SITE_CSV = ('id,title,content,tags\n'
+            '1,How can I get chewy cookies?,"<p>Mine are <b>too</b> crisp &amp; dry.</p>",baking cookies texture\n'
+            '2,Bacon in an oven?,"<p>How long?</p>\n",oven Bacon\n'
+            ',No id,"<p>x</p>",baking\n'
+            '4,No tags,"<p>y</p>",\n'
+            '5,Bread,"<p>rise</p>",baking bread baking\n')
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_stackexchange_reads_a_sites_kaggle_csv_plain_or_zipped(tmp_path, zipped):
+    if zipped:
+        with zipfile.ZipFile(tmp_path / "cooking.csv.zip", "w") as bundle:
+            bundle.writestr("cooking.csv", SITE_CSV)
+        source = tmp_path / "cooking.csv.zip"
+    else:
+        source = tmp_path / "cooking.csv"
+        source.write_text(SITE_CSV, encoding="utf-8")
+    for data_dir in (source, tmp_path):      # the file itself, or the folder that holds it
+        corpus, report = build("stackexchange", data_dir=str(data_dir), cache_dir=tmp_path / "c", min_tag_freq=1)
+        rows = rows_by_id(corpus)
+        assert set(rows) == {"1", "2", "5"}
+        assert rows["1"]["text"] == "How can I get chewy cookies?\nMine are too crisp & dry."
+        assert rows["1"]["tags"] == ["baking", "cookies", "texture"] and rows["2"]["tags"] == ["oven", "bacon"]
+        assert rows["5"]["tags"] == ["baking", "bread"]
+        assert report.read == 5 and report.written == 3
+        assert report.rows["malformed CSV row (no id)"] == 1 and report.rows["no tags"] == 1
+        assert any("read as utf-8" in note for note in report.notes)
+
+
+def test_stackexchange_csv_errors_name_the_file_and_what_is_wrong(tmp_path):
+    (tmp_path / "bad.csv").write_text("id,title,body\n1,x,y\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.csv lacks column\(s\) \['content', 'tags'\]"):
+        build("stackexchange", data_dir=str(tmp_path / "bad.csv"), cache_dir=tmp_path / "c")
+    (tmp_path / "other.csv").write_text(SITE_CSV, encoding="utf-8")
+    with pytest.raises(ValueError, match="several sites"):
+        build("stackexchange", data_dir=str(tmp_path), cache_dir=tmp_path / "c")
+
+
 def instaloader_post(shortcode, caption, timestamp, location=None, accessibility=None, children=()):
     node = {"id": str(abs(hash(shortcode)) % 10**12), "shortcode": shortcode, "taken_at_timestamp": timestamp,
             "edge_media_to_caption": {"edges": [{"node": {"text": caption}}] if caption else []},
@@ -319,3 +357,87 @@ def test_timestamps_with_a_utc_designator_parse_on_every_supported_python():
 
     assert parse_timestamp("2008-08-01T13:57:07Z").utcoffset().total_seconds() == 0
     assert time_to_words("2008-08-01T13:57:07Z") == "summer weekday afternoon"
+
+
+# ----- streaming: the same corpus as the list-based algorithm it replaced -----------------------------------
+def in_memory_reference(builder, data_dir):
+    """The builders' algorithm before they streamed, written out as the specification: every post in a list,
+    filtered in order, the max_posts sample by hash, the tag-frequency filter over what is left, split by hash."""
+    from collections import Counter
+
+    from data_builders.common import Rejected, RowReport, hash_rank
+
+    config = builder.config
+    builder.report = RowReport()
+    posts, seen, drops = [], set(), Counter()
+    for item in builder.read_posts(data_dir):
+        if isinstance(item, Rejected):
+            drops[item.reason] += 1
+        elif item.id in seen:
+            drops["duplicate id"] += 1
+        elif not item.text.strip() and not item.image.strip():
+            drops["no text"] += 1
+        elif not item.tags:
+            drops["no tags"] += 1
+        elif config.min_score is not None and (item.score is None or item.score < config.min_score):
+            drops[f"score below min_score={config.min_score}"] += 1
+        elif config.max_tags_per_post is not None and len(item.tags) > config.max_tags_per_post:
+            drops[f"more than max_tags_per_post={config.max_tags_per_post} tags"] += 1
+        else:
+            seen.add(item.id)
+            posts.append(item)
+    if config.max_posts is not None and len(posts) > config.max_posts:
+        drops[f"not in the max_posts={config.max_posts} sample"] += len(posts) - config.max_posts
+        posts = sorted(posts, key=lambda p: (hash_rank(p.group or p.id), p.id))[:config.max_posts]
+    frequency = Counter(tag for post in posts for tag in post.tags)
+    splits = {"train": [], "test": []}
+    for post in posts:
+        tags = [t for t in post.tags if frequency[t] >= config.min_tag_freq]
+        if not tags:
+            drops["no tag left after min_tag_freq"] += 1
+            continue
+        post.tags = tags
+        splits[split_of(post.group or post.id)].append(post.as_example())
+    return splits, drops
+
+
+def duplicated_and_rare_dump(folder):
+    rows = "".join(f'<row Id="{i}" PostTypeId="1" Score="{i % 7}" Title="Question {i}" Body="&lt;p&gt;body {i}&lt;/p&gt;" '
+                   f'Tags="|t{i % 5}|t{i % 11}|{"rare" + str(i) if i % 4 == 0 else "t1"}|" />\n' for i in range(60))
+    rows += '<row Id="7" PostTypeId="1" Score="3" Title="Again" Body="b" Tags="|t2|" />\n'      # a duplicate id
+    rows += '<row Id="70" PostTypeId="1" Score="3" Title="" Body="" Tags="|t2|" />\n'           # no text
+    (folder / "Posts.xml").write_text(f'<?xml version="1.0"?>\n<posts>\n{rows}</posts>\n', encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("filters", [{"min_tag_freq": 1}, {"min_tag_freq": 3}, {"min_tag_freq": 2, "max_posts": 25},
+                                     {"min_tag_freq": 1, "min_score": 3, "max_tags_per_post": 2, "max_posts": 9}])
+def test_the_streaming_build_writes_the_rows_and_counts_of_the_list_based_one(tmp_path, filters):
+    from data_builders import make_builder
+
+    for name, data_dir in (("stackexchange", duplicated_and_rare_dump(tmp_path)),
+                           ("stacksample", write_stacksample(tmp_path / "stacksample"))):
+        expected, drops = in_memory_reference(make_builder(name, str(data_dir), **filters), str(data_dir))
+        if not any(expected.values()):            # nothing left: an error, as before
+            with pytest.raises(ValueError, match="no post left"):
+                build(name, data_dir=str(data_dir), cache_dir=tmp_path / "c", **filters)
+            continue
+        corpus, report = build(name, data_dir=str(data_dir), cache_dir=tmp_path / "c", **filters)
+        for split in ("train", "test"):
+            written = sorted(corpus[split], key=lambda row: row["id"])
+            assert written == sorted(expected[split], key=lambda row: row["id"]), (name, split)
+        assert dict(report.rows) == dict(drops), name
+        assert report.written == sum(len(rows) for rows in expected.values())
+
+
+def test_output_is_sharded_parquet_that_load_dataset_reads_whole(tmp_path):
+    from data_builders.__main__ import write_folder
+
+    corpus, _ = build("stackexchange", data_dir=str(duplicated_and_rare_dump(tmp_path)), cache_dir=tmp_path / "c")
+    card = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n" \
+           "  - split: test\n    path: data/test-*\n---\n"
+    write_folder(corpus, str(tmp_path / "out"), card, rows_per_shard=10)
+    shards = sorted(p.name for p in (tmp_path / "out" / "data").glob("train-*.parquet"))
+    assert len(shards) == -(-corpus["train"].num_rows // 10) > 1 and shards[0].endswith(f"-of-{len(shards):05d}.parquet")
+    reloaded = datasets.load_dataset(str(tmp_path / "out"))
+    assert reloaded["train"]["id"] == corpus["train"]["id"]

@@ -19,7 +19,8 @@ FLOORS = {
                 "recipe", "hub_folder", "space_app"],
     "entry points": ["train", "demo", "sog_cli", "data_builders.__main__", "benchmarks.common", "benchmarks.cost",
                      "benchmarks.equal_cost", "benchmarks.paper_table", "benchmarks.sog_ablation",
-                     "benchmarks.metric_speed", "benchmarks.recipe_ablation", "docs.space_screenshot"],
+                     "benchmarks.metric_speed", "benchmarks.recipe_ablation", "benchmarks.scale",
+                     "docs.space_screenshot"],
 }
 FLOOR_OF = {module: index for index, modules in enumerate(FLOORS.values()) for module in modules}
 HUB_THIRD_PARTY = {"torch", "transformers"}

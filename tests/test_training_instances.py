@@ -8,7 +8,7 @@ from modeling_ar import ARForTagGeneration
 from modeling_br import BRLateFusionForTagRanking
 from modeling_br import BRForTagRanking
 from modeling_sog import SOGForTagGeneration
-from training_instances import InstanceCollator, epoch_instances, expand_post
+from training_instances import InstanceCollator, InstanceDataset, epoch_instances, expand_post
 
 
 def test_one_to_m_gives_every_prefix_and_the_rest_as_target():
@@ -120,3 +120,38 @@ def test_generators_learn_that_the_next_tag_depends_on_the_tags_given(tokenizer,
         after_fruit, after_computer = model(**model.build_inputs(contexts[:2], [[0], [2]], tokenizer)).logits
     assert after_fruit[1] > after_fruit[3] and after_fruit[1] > after_fruit[2]      # pie after fruit
     assert after_computer[3] > after_computer[1] and after_computer[3] > after_computer[0]  # phone after computer
+
+
+def listed_epoch(post_tag_ids, scheme, per_post, seed, tag_order, packed, epoch):
+    """The epoch as it was built before it was planned in flat arrays, written out as the specification: every
+    instance an object in a list, the list shuffled by random.shuffle."""
+    from training_instances import Instance
+
+    if per_post == "set":
+        groups = [[Instance(post, (), tuple(tags))] for post, tags in enumerate(post_tag_ids)]
+    else:
+        rng, groups = random.Random(seed + epoch), []
+        for post, tags in enumerate(post_tag_ids):
+            order = list(tags)
+            if tag_order == "shuffled":
+                rng.shuffle(order)
+            expanded = [Instance(post, tuple(order[:i]), tuple(order[i:]) if scheme == "1-to-M" else (order[i],))
+                        for i in range(len(order))]
+            groups.append(expanded if per_post == "all" else [rng.choice(expanded)])
+    items = groups if packed else [inst for group in groups for inst in group]
+    random.Random(seed * 1000 + epoch).shuffle(items)
+    return items
+
+
+@pytest.mark.parametrize("scheme,per_post,tag_order,packed", [
+    ("1-to-M", "all", "shuffled", False), ("1-to-M", "all", "shuffled", True), ("1-to-1", "all", "fixed", False),
+    ("1-to-1", "all", "fixed", True), ("1-to-M", "one", "shuffled", False), ("1-to-1", "one", "fixed", True),
+    ("1-to-M", "set", "shuffled", False)])
+def test_planned_epochs_hold_the_instances_and_order_of_listed_ones(scheme, per_post, tag_order, packed):
+    rng = random.Random(5)
+    post_tag_ids = [rng.sample(range(30), rng.randint(1, 6)) for _ in range(300)]
+    data = InstanceDataset(post_tag_ids, scheme, per_post, 42, tag_order, packed)
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        assert [data[i] for i in range(len(data))] == listed_epoch(post_tag_ids, scheme, per_post, 42, tag_order,
+                                                                   packed, epoch)

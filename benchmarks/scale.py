@@ -1,0 +1,258 @@
+"""How time and memory grow with the corpus: building it, train.py's start-up, ``sog suggest``.
+
+    python -m benchmarks.scale                                   # 10k, 100k and 1.26M posts (about two hours)
+    python -m benchmarks.scale --sizes 2000 20000 --suggest_sizes 500 --work_dir /tmp/scale   # a quick look
+
+A synthetic corpus of each size is written from the bundled Stack Exchange sites (cooking and biology, 28k real
+questions): each synthetic question is a real one (title, HTML body, tags) under a fresh id, so lengths spread as
+real questions do, in both layouts users bring: a site's ``Posts.xml`` dump and StackSample's ``Questions.csv`` +
+``Tags.csv``. Then, for each size, every stage runs as the command a user runs, in its own process, alone; the
+peak resident memory of its whole process tree (workers included) is sampled every 0.2 s:
+
+- ``build``: ``python -m data_builders`` (stackexchange on Posts.xml, stacksample on the CSVs) writing Parquet;
+- ``train_startup``: ``train.py`` on the built corpus at ``--max_length 384`` with its defaults, stopped after its
+  first optimizer step (``--max_train_minutes``); seconds: to that step (its own clock), memory: the whole run;
+- ``suggest`` (``--suggest_sizes``): ``sog suggest MODEL --input posts.jsonl`` with a model trained here at 64
+  units; seconds for all posts, and posts/s.
+
+Writes benchmarks/results/scale.{json,md,png}; the JSON rows are ``{"stage", "posts", "seconds", "peak_rss_mb"}``
+(and the layout, posts/s, seconds per post). Targets: at 1.26M posts, build and start-up peak RSS under 4 GB and
+seconds per post within 15 % of those at 100k; ``suggest`` memory flat in the number of posts.
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+SITES = [REPO / "data" / "stackexchange" / f"{site}.csv.zip" for site in ("cooking", "biology")]
+DEFAULT_SIZES = (10_000, 100_000, 1_260_000)
+TARGET_RSS_MB = 4096
+TARGET_LINEARITY = 0.15
+
+
+def real_questions() -> list[tuple[str, str, list[str]]]:
+    """(title, HTML body, tags) of every bundled question."""
+    questions = []
+    for path in SITES:
+        with zipfile.ZipFile(path) as bundle, bundle.open(bundle.namelist()[0]) as raw:
+            for row in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline="")):
+                questions.append((row["title"], row["content"], row["tags"].split()))
+    return questions
+
+
+def synthetic_corpus(folder: Path, posts: int, questions) -> dict:
+    """Write ``posts`` synthetic questions in both layouts (once: kept for reruns); returns the paths."""
+    dump, stacksample = folder / "dump", folder / "stacksample"
+    done = folder / "written"
+    if not done.exists():
+        dump.mkdir(parents=True, exist_ok=True)
+        stacksample.mkdir(parents=True, exist_ok=True)
+        with open(dump / "Posts.xml", "w", encoding="utf-8") as xml, \
+                open(stacksample / "Questions.csv", "w", encoding="utf-8", newline="") as q, \
+                open(stacksample / "Tags.csv", "w", encoding="utf-8", newline="") as t:
+            xml.write('<?xml version="1.0" encoding="utf-8"?>\n<posts>\n')
+            questions_csv, tags_csv = csv.writer(q), csv.writer(t)
+            questions_csv.writerow(["Id", "OwnerUserId", "CreationDate", "ClosedDate", "Score", "Title", "Body"])
+            tags_csv.writerow(["Id", "Tag"])
+            for i in range(posts):
+                title, body, tags = questions[i % len(questions)]
+                created = f"20{10 + i % 12:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00"
+                score = 5 + i % 20   # StackSample's paper recipe keeps Score >= 5
+                xml.write(f'  <row Id="{i + 1}" PostTypeId="1" Score="{score}" CreationDate="{created}" '
+                          f'Title={quoteattr(title)} Body={quoteattr(body)} Tags={quoteattr("|" + "|".join(tags) + "|")} />\n')
+                questions_csv.writerow([i + 1, i % 1000, created + "Z", "NA", score, title, body])
+                tags_csv.writerows([i + 1, tag] for tag in tags)
+            xml.write("</posts>\n")
+        done.touch()
+    return {"dump": dump, "stacksample": stacksample}
+
+
+def measure(command: list[str], log: Path, env=None) -> dict:
+    """Run a command in its own process; wall seconds and the peak RSS of its process tree (sampled)."""
+    peak = [0]
+    with open(log, "w") as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                                        **(env or {})})
+        watched = psutil.Process(process.pid)
+
+        def sample():
+            while process.poll() is None:
+                try:
+                    tree = [watched] + watched.children(recursive=True)
+                    peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+                except psutil.Error:
+                    pass
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        process.wait()
+        seconds = time.perf_counter() - start
+        sampler.join()
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command[:4])}... failed (exit {process.returncode}); see {log}:\n"
+                           + log.read_text()[-3000:])
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(peak[0] / 2**20, 1)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    p.add_argument("--suggest_sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--work_dir", default="outputs/scale", help="synthetic corpora, built folders, runs (kept)")
+    p.add_argument("--preprocessing_num_workers", type=int, default=2)
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "scale"))
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    work = Path(args.work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    questions = real_questions()
+    python = sys.executable
+    rows = []
+    stem = Path(args.results)
+
+    def record(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        write(stem, rows, args)
+
+    for size in sorted(args.sizes):
+        sources = synthetic_corpus(work / f"corpus_{size}", size, questions)
+        built = work / f"built_{size}"
+        for layout, builder, data_dir, output in (("Posts.xml", "stackexchange", sources["dump"], built),
+                                                  ("StackSample CSV", "stacksample", sources["stacksample"],
+                                                   work / f"built_stacksample_{size}")):
+            measured = measure([python, "-m", "data_builders", builder, "--data_dir", str(data_dir), "--output_dir",
+                                str(output), "--cache_dir", str(work / "builder_cache")], work / f"build_{builder}_{size}.log")
+            record({"stage": "build", "layout": layout, "posts": size, **measured})
+        run = work / f"train_{size}"
+        measured = measure([python, "train.py", "--dataset", str(built), "--max_length", "384", "--num_train_epochs", "1",
+                            "--max_train_minutes", "0.01", "--max_validation_samples", "100", "--max_eval_samples", "100",
+                            "--preprocessing_num_workers", str(args.preprocessing_num_workers), "--report_to", "none",
+                            "--output_dir", str(run)], work / f"train_{size}.log")
+        summary = json.loads((run / "train_summary.json").read_text())
+        record({"stage": "train_startup", "posts": size, "seconds": round(summary["seconds_to_first_step"], 1),
+                "peak_rss_mb": measured["peak_rss_mb"], "train_posts": summary["train_posts"],
+                "run_seconds": measured["seconds"]})
+
+    if args.suggest_sizes:
+        smallest = work / f"built_{min(args.sizes)}"
+        model = work / "suggest_model"
+        if not (model / "config.json").exists():
+            measure([python, "train.py", "--dataset", str(smallest), "--max_length", "64", "--num_train_epochs", "1",
+                     "--max_train_minutes", "1", "--max_validation_samples", "100", "--max_eval_samples", "100",
+                     "--report_to", "none", "--output_dir", str(model)], work / "suggest_model.log")
+        for size in sorted(args.suggest_sizes):
+            posts = work / f"posts_{size}.jsonl"
+            with open(posts, "w", encoding="utf-8") as stream:
+                for i in range(size):
+                    title, body, _ = questions[i % len(questions)]
+                    stream.write(json.dumps({"id": str(i), "text": f"{title}\n{re.sub('<[^>]+>', ' ', body)}"}) + "\n")
+            log = work / f"suggest_{size}.log"
+            measured = measure([python, "-m", "sog_cli", "suggest", str(model), "--input", str(posts), "--output",
+                                str(work / f"tags_{size}.jsonl"), "--batch_size", "64"], log)
+            rate = re.search(r"\(([\d.]+) posts/s\)", log.read_text())
+            record({"stage": "suggest", "posts": size, **measured,
+                    "posts_per_s": float(rate.group(1)) if rate else None})
+    print("\n" + stem.with_suffix(".md").read_text())
+    return rows
+
+
+def per_post(rows) -> list[dict]:
+    for row in rows:
+        row["seconds_per_post"] = row["seconds"] / row["posts"]
+    return rows
+
+
+def verdicts(rows) -> list[str]:
+    """Each target, met or missed, with the numbers."""
+    lines = []
+    for stage, layout in (("build", "Posts.xml"), ("build", "StackSample CSV"), ("train_startup", None)):
+        found = {r["posts"]: r for r in rows if r["stage"] == stage and r.get("layout") == layout}
+        if not found:
+            continue
+        largest = found[max(found)]
+        name = f"{stage} ({layout})" if layout else stage
+        lines.append(f"{name} at {max(found):,} posts: peak RSS {largest['peak_rss_mb']:,.0f} MB "
+                     f"({'met' if largest['peak_rss_mb'] < TARGET_RSS_MB else 'NOT met'}: target < {TARGET_RSS_MB} MB)")
+        if len(found) > 1:
+            below = found[sorted(found)[-2]]
+            ratio = largest["seconds_per_post"] / below["seconds_per_post"]
+            lines.append(f"{name}: seconds per post at {max(found):,} are {ratio:.2f}x those at {sorted(found)[-2]:,} "
+                         f"({'met' if abs(ratio - 1) <= TARGET_LINEARITY else 'NOT met'}: target within 15 %)")
+    suggest = sorted((r for r in rows if r["stage"] == "suggest"), key=lambda r: r["posts"])
+    if len(suggest) > 1:
+        growth = suggest[-1]["peak_rss_mb"] / suggest[0]["peak_rss_mb"]
+        lines.append(f"suggest: peak RSS {suggest[0]['peak_rss_mb']:,.0f} MB at {suggest[0]['posts']:,} posts, "
+                     f"{suggest[-1]['peak_rss_mb']:,.0f} MB at {suggest[-1]['posts']:,} ({growth:.2f}x; "
+                     f"{'flat' if growth < 1.15 else 'NOT flat'})")
+    return lines
+
+
+def write(stem: Path, rows, args):
+    rows = per_post(rows)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"corpus": "bundled Stack Exchange questions (cooking, biology) repeated with fresh ids",
+                "max_length": 384, "preprocessing_num_workers": args.preprocessing_num_workers,
+                "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"}
+    stem.with_suffix(".json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
+    lines = ["| stage | layout | posts | seconds | seconds per 1k posts | peak RSS MB | posts/s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rate = r.get("posts_per_s") or r["posts"] / max(r["seconds"], 1e-9)
+        lines.append(f"| {r['stage']} | {r.get('layout', '-')} | {r['posts']:,} | {r['seconds']:,.1f} | "
+                     f"{1000 * r['seconds_per_post']:.2f} | {r['peak_rss_mb']:,.0f} | {rate:,.1f} |")
+    described = ", ".join(f"{k}={v}" for k, v in settings.items())
+    stem.with_suffix(".md").write_text(f"Settings: {described}\n\n" + "\n".join(lines) + "\n\n"
+                                       + "\n".join(f"- {line}" for line in verdicts(rows)) + "\n")
+    plot(stem.with_suffix(".png"), rows)
+
+
+def plot(path: Path, rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (seconds, memory) = plt.subplots(1, 2, figsize=(12, 4.5))
+    series = {}
+    for r in rows:
+        series.setdefault(f"{r['stage']}" + (f" ({r['layout']})" if r.get("layout") else ""), []).append(r)
+    for name, points in series.items():
+        points = sorted(points, key=lambda r: r["posts"])
+        posts = [r["posts"] for r in points]
+        seconds.plot(posts, [r["seconds"] for r in points], marker="o", label=name)
+        memory.plot(posts, [r["peak_rss_mb"] for r in points], marker="o", label=name)
+    memory.axhline(TARGET_RSS_MB, color="grey", linestyle="--", label="4 GB target")
+    for ax, label in ((seconds, "seconds"), (memory, "peak RSS (MB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("posts")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    seconds.legend(fontsize=8)
+    figure.suptitle("sog at scale: time and memory against corpus size (log-log)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The lexical expert: the same TF-IDF in fitting and in the model, a product of experts at decoding (cached or
+not), cross-fitted priors and joint training through the collator, explanations, train.py's fitting of C and of
+the weight on validation, and a saved expert that reloads in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train
+from lexical import fit_expert, fit_idf, install, tfidf_rows
+from modeling_sog import SOGForTagGeneration
+from tests.helpers import labels_of, tiny_config, tiny_sog
+from training_instances import InstanceCollator, epoch_instances
+
+TAGS = ["fruit", "food", "vehicle", "road"]
+FRUIT = ["apple banana cherry salad", "a ripe mango and a pear", "banana bread with apple", "cherry and pear jam"]
+ROADS = ["car truck engine", "the bus and the tram on the road", "a truck on the motorway", "engine oil for the car"]
+GOLD = [[0, 1]] * 4 + [[2, 3]] * 4
+
+
+def fitted_toy_expert(model, tokenizer, folds=0):
+    bags = model.units.piece_bags(FRUIT + ROADS, tokenizer)
+    return fit_expert(bags, GOLD, bags, GOLD, len(TAGS), model.config.vocab_size, c_grid=(16.0,), folds=folds,
+                      log=lambda *_: None), bags
+
+
+def test_the_models_tfidf_is_the_one_the_expert_was_fitted_on(tokenizer):
+    model = tiny_sog(tags=TAGS, lexical_mode="mix")
+    bags = model.units.piece_bags(FRUIT + ROADS + ["apple apple apple pear"], tokenizer)
+    idf = fit_idf(bags, model.config.vocab_size, min_df=1)
+    columns = torch.arange(model.config.vocab_size)
+    expected = tfidf_rows(bags, idf, columns).to_dense()                        # [posts, vocab]
+    with torch.no_grad():
+        model.lexical.idf.copy_(idf)
+        inputs = model.units.bag_tensors(bags)
+        weights = model.lexical.features(**inputs)                              # [posts, pieces]
+    got = torch.zeros_like(expected).scatter_add_(1, inputs["lexical_ids"], weights)
+    assert torch.allclose(got, expected, atol=1e-6)
+    [(ids, counts)] = model.units.piece_bags(["x " * 3000], tokenizer)
+    assert counts[ids.index(tokenizer.convert_tokens_to_ids("x"))] == 3000
+
+
+def test_a_fitted_expert_mixes_into_every_step_of_generation(tokenizer):
+    model = tiny_sog(tags=TAGS, lexical_mode="mix", attention_layout="one-pass")
+    expert, _ = fitted_toy_expert(model, tokenizer)
+    assert expert.validation_precision_at_1[16.0] == 100.0
+    install(model, expert, trainable=False)
+    posts = ["banana cherry", "truck engine", ""]
+    model.config.lexical_weight = 4.0
+    mixed = model.generate_tags(posts, tokenizer, num_tags=2)
+    assert [sorted(labels_of(row)) for row in mixed[:2]] == [["food", "fruit"], ["road", "vehicle"]]
+    uncached = model.generate_tags(posts, tokenizer, num_tags=2, use_cache=False)
+    assert [labels_of(r) for r in mixed] == [labels_of(r) for r in uncached]
+    for a, b in zip(mixed, uncached):
+        assert [t["step_probability"] for t in a] == pytest.approx([t["step_probability"] for t in b], abs=1e-5)
+    model.config.lexical_weight = 0.0                                        # weight 0: the encoder alone
+    plain = tiny_sog(tags=TAGS, attention_layout="one-pass")
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("lexical.")})
+    alone, reference = model.generate_tags(posts, tokenizer, num_tags=3), plain.generate_tags(posts, tokenizer, num_tags=3)
+    assert [labels_of(r) for r in alone] == [labels_of(r) for r in reference]
+
+
+def test_the_expert_explains_each_tag_with_words_of_the_post(tokenizer):
+    model = tiny_sog(tags=TAGS, lexical_mode="mix")
+    install(model, fitted_toy_expert(model, tokenizer)[0], trainable=False)
+    model.config.lexical_weight = 4.0
+    [tags] = model.generate_tags(["Banana and cherry on my desk"], tokenizer, num_tags=2, explain=True)
+    for tag in tags:
+        assert tag["words"] and set(tag["words"]) <= {"Banana", "and", "cherry", "on", "my", "desk"}
+        assert tag["words"][0] in ("Banana", "cherry")
+    with pytest.raises(ValueError, match="lexical expert"):
+        tiny_sog(tags=TAGS).generate_tags(["x"], tokenizer, explain=True)
+
+
+@pytest.mark.parametrize("layout", ["paper", "one-pass"])
+def test_cross_fitted_priors_reach_every_instance_packed_or_not(tokenizer, layout):
+    model = tiny_sog(tags=TAGS, lexical_mode="prior", attention_layout=layout)
+    expert, _ = fitted_toy_expert(model, tokenizer, folds=2)
+    assert expert.cross_fitted.shape == (8, len(TAGS))
+    offsets = torch.nn.functional.logsigmoid(expert.cross_fitted)
+    contexts = model.encode_contexts(FRUIT + ROADS, tokenizer)
+    groups = epoch_instances(GOLD, "1-to-M", "all", seed=0)
+    collate = InstanceCollator(model, tokenizer, contexts, offsets=offsets)
+    unpacked = collate([inst for group in groups for inst in group])
+    instances = [inst for group in groups for inst in group]
+    assert torch.equal(unpacked["lexical_offsets"], offsets[[inst.post for inst in instances]])
+    with torch.no_grad():
+        without = model(**{k: v for k, v in unpacked.items() if k != "lexical_offsets"}).logits
+        with_prior = model(**unpacked).logits
+    assert torch.allclose(with_prior - without, unpacked["lexical_offsets"], atol=1e-5)
+    if model.packs_instances:
+        packed = collate(groups)
+        with torch.no_grad():
+            assert model(**packed).loss.item() == pytest.approx(model(**unpacked).loss.item(), abs=1e-5)
+
+
+def test_a_joint_expert_learns_through_the_encoders_loss(tokenizer):
+    model = tiny_sog(tags=TAGS, lexical_mode="joint")
+    bags = model.units.piece_bags(FRUIT + ROADS, tokenizer)
+    with torch.no_grad():
+        model.lexical.idf.copy_(fit_idf(bags, model.config.vocab_size, min_df=1))
+    contexts = model.encode_contexts(FRUIT + ROADS, tokenizer)
+    batch = InstanceCollator(model, tokenizer, contexts, bags=bags)(
+        [inst for group in epoch_instances(GOLD, "1-to-M", "all", seed=0) for inst in group])
+    assert batch["lexical_ids"].size(0) == batch["labels"].size(0)
+    model.train()
+    model(**batch).loss.backward()
+    touched = model.lexical.weight.grad.abs().sum(-1).nonzero().squeeze(-1)
+    seen = {piece for ids, _ in bags for piece in ids}
+    assert len(touched) > 0 and set(touched.tolist()) <= seen                # only the pieces of the posts
+    assert model.lexical.bias.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["mix", "prior"])
+def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mode):
+    summary = train.main(["--max_train_samples", "60", "--max_validation_samples", "20", "--max_eval_samples", "12",
+                          "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
+                          "--model_name_or_path", tiny_encoder, "--num_train_epochs", "1", "--lexical_mode", mode,
+                          "--lexical_c_grid", "4", "16", "--lexical_folds", "2", "--output_dir", str(tmp_path)])
+    expert = summary["lexical_expert"]
+    assert expert["mode"] == mode and expert["C"] in (4.0, 16.0) and set(expert["validation_P@1_by_C"]) == {4.0, 16.0}
+    assert expert["cross_fitted"] == (mode == "prior")
+    assert expert["weight"] in train.LEXICAL_WEIGHTS and len(expert["validation_by_weight"]) == len(train.LEXICAL_WEIGHTS)
+    assert expert["validation_by_weight"][expert["weight"]] == max(expert["validation_by_weight"].values())
+    assert summary["train_seconds"] >= expert["seconds"]                     # the fit is training time
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["lexical_mode"] == mode and config["lexical_weight"] == expert["weight"]
+
+
+RELOAD = r"""
+import json, sys
+for name in ("configuration_sog", "modeling_sog", "modeling_br", "modeling_ar", "inputs_sog", "pipeline_sog"):
+    sys.modules[name] = None
+from transformers import AutoModel, AutoTokenizer
+folder, posts = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+print(json.dumps(model.generate_tags(posts, tokenizer, num_tags=2, explain=True)))
+"""
+
+
+def test_a_saved_expert_reloads_in_a_fresh_process_with_the_same_tags_and_words(tmp_path, tokenizer):
+    model = tiny_sog(tags=TAGS, lexical_mode="mix")
+    install(model, fitted_toy_expert(model, tokenizer)[0], trainable=False)
+    model.config.lexical_weight = 2.0
+    posts = ["banana and cherry", "a truck on the road"]
+    expected = model.generate_tags(posts, tokenizer, num_tags=2, explain=True)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(tmp_path / "model"), json.dumps(posts)], cwd=tmp_path,
+                          env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [[(t["label"], t["words"]) for t in row] for row in got] == \
+        [[(t["label"], t["words"]) for t in row] for row in expected]
+    reloaded = SOGForTagGeneration.from_pretrained(tmp_path / "model")
+    assert torch.equal(reloaded.lexical.weight, model.lexical.weight) and torch.equal(reloaded.lexical.idf, model.lexical.idf)
