@@ -197,7 +197,8 @@ def verdicts(rows) -> list[str]:
             below = found[sorted(found)[-2]]
             ratio = largest["seconds_per_post"] / below["seconds_per_post"]
             lines.append(f"{name}: seconds per post at {max(found):,} are {ratio:.2f}x those at {sorted(found)[-2]:,} "
-                         f"({'met' if abs(ratio - 1) <= TARGET_LINEARITY else 'NOT met'}: target within 15 %)")
+                         f"({'met' if ratio <= 1 + TARGET_LINEARITY else 'NOT met'}: target at most 15 % more, "
+                         "i.e. no worse than linear)")
     suggest = sorted((r for r in rows if r["stage"] == "suggest"), key=lambda r: r["posts"])
     if len(suggest) > 1:
         growth = suggest[-1]["peak_rss_mb"] / suggest[0]["peak_rss_mb"]

@@ -161,3 +161,24 @@ def test_a_saved_expert_reloads_in_a_fresh_process_with_the_same_tags_and_words(
         [[(t["label"], t["words"]) for t in row] for row in expected]
     reloaded = SOGForTagGeneration.from_pretrained(tmp_path / "model")
     assert torch.equal(reloaded.lexical.weight, model.lexical.weight) and torch.equal(reloaded.lexical.idf, model.lexical.idf)
+
+
+def test_the_pipeline_and_the_handler_pass_explain_through(tmp_path, tokenizer):
+    from transformers import pipeline
+
+    model = tiny_sog(tags=TAGS, lexical_mode="mix")
+    install(model, fitted_toy_expert(model, tokenizer)[0], trainable=False)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    tagger = pipeline("tag-generation", model=str(tmp_path / "model"), trust_remote_code=True)
+    tags = tagger("banana cherry", num_tags=2, explain=True)
+    assert all(tag["words"] for tag in tags) and "words" not in tagger("banana cherry", num_tags=1)[0]
+    with pytest.raises(ValueError, match="explain must be true or false"):
+        tagger("banana", explain="yes")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(tmp_path / "model"))
+        from handler import EndpointHandler
+
+        answer = EndpointHandler(str(tmp_path / "model"))({"inputs": ["banana cherry"],
+                                                          "parameters": {"num_tags": 1, "explain": True}})
+    assert answer[0][0]["words"]
