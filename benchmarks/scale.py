@@ -11,7 +11,8 @@ peak resident memory of its whole process tree (workers included) is sampled eve
 
 - ``build``: ``python -m data_builders`` (stackexchange on Posts.xml, stacksample on the CSVs) writing Parquet;
 - ``train_startup``: ``train.py`` on the built corpus at ``--max_length 384`` with its defaults, stopped after its
-  first optimizer step (``--max_train_minutes``); seconds: to that step (its own clock), memory: the whole run;
+  first optimizer step (``--max_train_minutes``); seconds: to that step (its own clock; the lexical expert's fit,
+  on at most 100,000 posts, included and also reported alone), memory: the whole run;
 - ``suggest`` (``--suggest_sizes``): ``sog suggest MODEL --input posts.jsonl`` with a model trained here at 64
   units; seconds for all posts, and posts/s.
 
@@ -151,6 +152,7 @@ def main(argv=None):
         summary = json.loads((run / "train_summary.json").read_text())
         record({"stage": "train_startup", "posts": size, "seconds": round(summary["seconds_to_first_step"], 1),
                 "peak_rss_mb": measured["peak_rss_mb"], "train_posts": summary["train_posts"],
+                "expert_seconds": (summary.get("lexical_expert") or {}).get("seconds"),
                 "run_seconds": measured["seconds"]})
 
     if args.suggest_sizes:

@@ -81,8 +81,9 @@ def test_the_epoch_is_chosen_on_validation_and_test_is_scored_once(tmp_path, tin
         return scores, predictions
 
     monkeypatch.setattr(train, "generate_and_score", recording)
+    # no lexical expert: its weight is fitted by generating on validation again, which is not an epoch's score
     summary = train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--num_train_epochs", "3",
-                                  "--learning_rate", "1e-3", "--output_dir", str(tmp_path)])
+                                  "--learning_rate", "1e-3", "--lexical_mode", "none", "--output_dir", str(tmp_path)])
     assert [(c["split"], c["posts"]) for c in calls] == [("validation", 10)] * 3 + [("test", 12)]
     assert summary["best_epoch"] == 2 and summary["validation"]["precision@1"] == 30.0
     epoch_two, epoch_three, test = calls[1], calls[2], calls[3]

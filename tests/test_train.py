@@ -68,8 +68,10 @@ def test_two_cpu_processes_run_real_ddp(tmp_path, tiny_encoder):
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     out_dir = tmp_path / "ddp"
+    # the paper layout: a batch is 8 instances, so the sharding arithmetic below is exact (one-pass batches posts)
     done = subprocess.run(launch + QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir),
-                                            "--num_train_epochs", "1", "--max_eval_samples", "13"],
+                                            "--num_train_epochs", "1", "--max_eval_samples", "13",
+                                            "--attention_layout", "paper"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 process(es) [DistributedType.MULTI_CPU]" in done.stdout + done.stderr
@@ -100,7 +102,8 @@ def test_output_folder_is_a_hub_repo_with_a_working_handler(tmp_path, tiny_encod
     card = (out_dir / "README.md").read_text()
     assert "model-index:" in card and "type: precision@1" in card and "widget:" in card
     assert "library_name: transformers" in card and "pipeline_tag" not in card and "- tag-generation" in card
-    assert "- Attention layout: the paper's" in card and "`config.attention_layout`" in card
+    assert "- Attention layout: one-pass" in card and "`config.attention_layout`" in card   # train.py's default
+    assert "- Lexical expert: `mix`" in card and "weight " in card
 
     code = r"""
 import json, sys
