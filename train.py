@@ -58,6 +58,18 @@ TEST_PREDICTIONS = "eval_predictions.jsonl"
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
+def peak_rss_mb() -> dict | None:
+    """Peak resident memory so far of this process and of its largest finished child (the tokenising workers), in
+    MB; None where the platform has no ``resource`` module. Read before the first batch, it is what start-up (corpus,
+    tokenisation, expert, model) cost, without the training step's activations."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kb = lambda who: resource.getrusage(who).ru_maxrss / 1024   # Linux reports KB
+    return {"process": round(kb(resource.RUSAGE_SELF), 1), "largest_worker": round(kb(resource.RUSAGE_CHILDREN), 1)}
+
+
 # ----- arguments -------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -342,6 +354,7 @@ class Run:
     instances_seen: int = 0
     started: float = 0.0                       # perf_counter when start() began
     seconds_to_first_step: float | None = None  # from then to the end of the first optimizer step
+    startup_peak_rss_mb: dict | None = None     # before the first batch: what start-up cost in memory
 
 
 def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, validation: Split, log) -> tuple:
@@ -484,6 +497,8 @@ def train_epoch(run: Run, epoch: int) -> str | None:
                total=len(run.train_loader), disable=not accelerator.is_local_main_process)
     step_start = time.perf_counter()
     for batch in bar:
+        if run.startup_peak_rss_mb is None:
+            run.startup_peak_rss_mb = peak_rss_mb()
         # Dropout masks depend on (seed, batch, process) only, not on how many random draws came
         # before (a resumed run creates its DataLoader iterator afterwards, which draws one).
         torch.manual_seed(args.seed + (epoch * len(run.train_loader) + state.batches_done) * accelerator.num_processes
@@ -666,7 +681,7 @@ def finish(run: Run, stopped_by: str) -> dict:
                "train_posts": len(run.train.table), "instances_per_epoch": run.instances_per_epoch,
                "instances_seen": run.instances_seen, "epochs_trained": state.epochs_trained,
                "stopped_by": stopped_by, "validation_source": run.validation_source,
-               "seconds_to_first_step": run.seconds_to_first_step,
+               "seconds_to_first_step": run.seconds_to_first_step, "startup_peak_rss_mb": run.startup_peak_rss_mb,
                "validation_posts": len(run.validation), "test_posts": len(run.test)}
     accelerator.print(results_table(summary))
     if accelerator.is_main_process:

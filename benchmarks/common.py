@@ -82,8 +82,10 @@ def prepare_corpus(args, output_dir: Path):
                 "validation_posts": len(splits["validation"]), "validation": source,
                 "test_posts": len(splits["test"]),
                 "encoder": args.model_name_or_path or "all-MiniLM-L6-v2 (offline)",
-                "seeds": list(args.seeds), "machine": machine(), "max_length": args.max_length,
-                "batch_size": args.batch_size, "learning_rate": args.learning_rate}
+                "seeds": list(args.seeds), "machine": machine(),
+                # the budget every row shares, where the benchmark has one (equal_cost's rows each say their own)
+                **{name: getattr(args, name) for name in ("max_length", "batch_size", "learning_rate")
+                   if hasattr(args, name)}}
     print("settings: " + json.dumps(settings), flush=True)
     return splits, corpus_dir, settings
 

@@ -54,8 +54,6 @@ def main(argv=None):
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     splits, corpus_dir, settings = prepare_corpus(args, output_dir)
-    for shared in ("max_length", "batch_size", "learning_rate"):   # each row says its own (JSON "arguments")
-        settings.pop(shared, None)
     settings["max_train_minutes"] = args.max_train_minutes
     budget = ["--num_train_epochs", "100", "--max_train_minutes", str(args.max_train_minutes)]
     metric = load_tag_metric()
