@@ -44,6 +44,9 @@ TARGET_RSS_MB = 4096
 TARGET_LINEARITY = 0.15
 
 
+LAYOUTS = ("Posts.xml", "StackSample CSV")
+
+
 def real_questions() -> list[tuple[str, str, list[str]]]:
     """(title, HTML body, tags) of every bundled question."""
     questions = []
@@ -118,6 +121,14 @@ def parse_args(argv=None):
     p.add_argument("--work_dir", default="outputs/scale", help="synthetic corpora, built folders, runs (kept)")
     p.add_argument("--preprocessing_num_workers", type=int, default=2)
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "scale"))
+    p.add_argument("--train_sizes", type=int, nargs="+",
+                   help="the sizes train_startup runs at (default: every size; the lexical expert's fit alone takes "
+                   "about 16 minutes from 100k posts on 2 cores)")
+    p.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS),
+                   help="the source layouts to build from (train_startup reads the Posts.xml build when it is built)")
+    p.add_argument("--reuse_rows", action="store_true",
+                   help="keep the rows --results already holds and measure only the missing ones (spread a long run "
+                   "over several sittings)")
     return p.parse_args(argv)
 
 
@@ -127,8 +138,10 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     questions = real_questions()
     python = sys.executable
-    rows = []
     stem = Path(args.results)
+    rows = json.loads(stem.with_suffix(".json").read_text())["rows"] if args.reuse_rows and \
+        stem.with_suffix(".json").exists() else []
+    measured_already = {(r["stage"], r.get("layout"), r["posts"]) for r in rows}
 
     def record(row):
         rows.append(row)
@@ -144,6 +157,8 @@ def main(argv=None):
                      "--max_train_minutes", "1", "--max_validation_samples", "100", "--max_eval_samples", "100",
                      "--report_to", "none", "--output_dir", str(model)], work / "suggest_model.log")
         for size in sorted(args.suggest_sizes):
+            if ("suggest", None, size) in measured_already:
+                continue
             posts = work / f"posts_{size}.jsonl"
             with open(posts, "w", encoding="utf-8") as stream:
                 for i in range(size):
@@ -162,21 +177,25 @@ def main(argv=None):
         for layout, builder, data_dir, output in (("Posts.xml", "stackexchange", sources["dump"], built),
                                                   ("StackSample CSV", "stacksample", sources["stacksample"],
                                                    work / f"built_stacksample_{size}")):
+            if layout not in args.layouts or ("build", layout, size) in measured_already:
+                continue
             measured = measure([python, "-m", "data_builders", builder, "--data_dir", str(data_dir), "--output_dir",
                                 str(output), "--cache_dir", str(work / "builder_cache")], work / f"build_{builder}_{size}.log")
             record({"stage": "build", "layout": layout, "posts": size, **measured})
         run = work / f"train_{size}"
-        measured = measure([python, "train.py", "--dataset", str(built), "--max_length", "384", "--num_train_epochs", "1",
-                            "--max_train_minutes", "0.01", "--max_validation_samples", "100", "--max_eval_samples", "100",
-                            "--preprocessing_num_workers", str(args.preprocessing_num_workers), "--report_to", "none",
-                            "--output_dir", str(run)], work / f"train_{size}.log")
-        summary = json.loads((run / "train_summary.json").read_text())
-        record({"stage": "train_startup", "posts": size, "seconds": round(summary["seconds_to_first_step"], 1),
-                "peak_rss_mb": measured["peak_rss_mb"], "train_posts": summary["train_posts"],
-                "expert_seconds": (summary.get("lexical_expert") or {}).get("seconds"),
-                # before the first batch (train.py's own reading): start-up without the step's activations
-                "startup_peak_rss_mb": summary.get("startup_peak_rss_mb"),
-                "run_seconds": measured["seconds"]})
+        if ("train_startup", None, size) not in measured_already and (built / "README.md").exists() \
+                and size in (args.train_sizes or args.sizes):
+            measured = measure([python, "train.py", "--dataset", str(built), "--max_length", "384", "--num_train_epochs", "1",
+                                "--max_train_minutes", "0.01", "--max_validation_samples", "100", "--max_eval_samples", "100",
+                                "--preprocessing_num_workers", str(args.preprocessing_num_workers), "--report_to", "none",
+                                "--output_dir", str(run)], work / f"train_{size}.log")
+            summary = json.loads((run / "train_summary.json").read_text())
+            record({"stage": "train_startup", "posts": size, "seconds": round(summary["seconds_to_first_step"], 1),
+                    "peak_rss_mb": measured["peak_rss_mb"], "train_posts": summary["train_posts"],
+                    "expert_seconds": (summary.get("lexical_expert") or {}).get("seconds"),
+                    # before the first batch (train.py's own reading): start-up without the step's activations
+                    "startup_peak_rss_mb": summary.get("startup_peak_rss_mb"),
+                    "run_seconds": measured["seconds"]})
         if size == min(args.sizes) and args.suggest_sizes:   # early: the largest size takes hours
             suggest_rows()
 
