@@ -37,6 +37,8 @@ from xml.sax.saxutils import quoteattr
 
 import psutil
 
+from data_builders.stackoverflow import question_text
+
 REPO = Path(__file__).resolve().parents[1]
 SITES = [REPO / "data" / "stackexchange" / f"{site}.csv.zip" for site in ("cooking", "biology")]
 DEFAULT_SIZES = (10_000, 100_000, 1_260_000)
@@ -163,7 +165,7 @@ def main(argv=None):
             with open(posts, "w", encoding="utf-8") as stream:
                 for i in range(size):
                     title, body, _ = questions[i % len(questions)]
-                    stream.write(json.dumps({"id": str(i), "text": f"{title}\n{re.sub('<[^>]+>', ' ', body)}"}) + "\n")
+                    stream.write(json.dumps({"id": str(i), "text": question_text(title, body)}) + "\n")
             log = work / f"suggest_{size}.log"
             measured = measure([python, "-m", "sog_cli", "suggest", str(model), "--input", str(posts), "--output",
                                 str(work / f"tags_{size}.jsonl"), "--batch_size", "64"], log)
