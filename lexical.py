@@ -61,26 +61,58 @@ def tfidf_rows(bags, idf: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
                                        size=(len(crow) - 1, int(columns.max()) + 1), check_invariants=False)
 
 
+def rows_of(features, indices) -> torch.Tensor:
+    """Rows ``indices`` of a CSR matrix, as a CSR matrix (torch's own row selection goes through COO and scans every
+    stored value of the matrix: most of a batch's time at 100,000 posts)."""
+    crow, col, values = features.crow_indices(), features.col_indices(), features.values()
+    indices = torch.as_tensor(indices, dtype=torch.long)
+    starts, lengths = crow[indices], crow[indices + 1] - crow[indices]
+    ends = lengths.cumsum(0)
+    # position of every kept value in the whole matrix: its row's start plus its offset within the row
+    positions = torch.arange(int(ends[-1]) if len(ends) else 0) + torch.repeat_interleave(starts - (ends - lengths),
+                                                                                          lengths)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.cat([torch.zeros(1, dtype=torch.long), ends]), col[positions],
+                                       values[positions], size=(len(indices), features.size(1)),
+                                       check_invariants=False)
+
+
 def multi_hot(tag_ids, num_tags: int) -> torch.Tensor:
+    """``[posts, tags]`` targets, built a batch at a time (at 100,000 posts and 1,400 tags the whole matrix would
+    be 560 MB)."""
     targets = torch.zeros(len(tag_ids), num_tags)
     for row, tags in enumerate(tag_ids):
         targets[row, list(tags)] = 1.0
     return targets
 
 
-def fit_logistic(features, targets, c: float, init=None, epochs: int | None = None, batch_size: int = 512,
-                 learning_rate: float = 0.3, seed: int = 0):
+def logistic_gradients(rows, targets, weight, bias, penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of ``BCE(rows @ weight + bias, targets) summed over tags, averaged over posts + penalty * ||W||^2``
+    for a batch of sparse rows ``[B, columns]`` and targets ``[B, tags]``, written out (no autograd graph)."""
+    residual = (torch.sigmoid(rows @ weight + bias) - targets) / rows.size(0)   # d loss / d logits  [B, tags]
+    return (rows.t() @ residual).add_(weight, alpha=2 * penalty), residual.sum(0)   # [columns, tags], [tags]
+
+
+def fit_logistic(features, tag_ids, num_tags: int, c: float, init=None, epochs: int | None = None,
+                 batch_size: int = 512, learning_rate: float = 0.3, seed: int = 0):
     """One-vs-rest logistic regression with liblinear's objective divided by ``C * N`` (mean log loss per post plus
     ``||W||^2 / (2 C N)``), by minibatch Adam whose rate decays linearly to 0 over ``epochs`` (default
     ``epochs_for(N)``): on this machine's sparse products that reaches a better validation P@1 in seconds than
-    full-batch L-BFGS in minutes. Returns (W ``[columns, tags]``, b ``[tags]``)."""
+    full-batch L-BFGS in minutes. The gradient is written out (the loss's own, no autograd graph) and Adam is the
+    fused kernel: 2.5x faster per step than autograd at 100,000 posts, the same updates up to rounding.
+    Returns (W ``[columns, tags]``, b ``[tags]``)."""
     posts = features.size(0)
     epochs = epochs or epochs_for(posts)
-    rows = features.to_sparse_coo().coalesce()
-    weight = (init[0].clone() if init else torch.zeros(features.size(1), targets.size(1))).requires_grad_(True)
-    bias = (init[1].clone() if init else torch.logit(targets.mean(0).clamp(1e-4, 1 - 1e-4))).requires_grad_(True)
+    if init:
+        weight, bias = init[0].clone(), init[1].clone()
+    else:
+        counts = torch.zeros(num_tags)
+        for tags in tag_ids:
+            counts[list(tags)] += 1
+        weight, bias = torch.zeros(features.size(1), num_tags), torch.logit((counts / posts).clamp(1e-4, 1 - 1e-4))
     penalty = 1.0 / (2 * c * posts)
-    optimizer = torch.optim.Adam([weight, bias], lr=learning_rate)
+    optimizer = torch.optim.Adam([weight, bias], lr=learning_rate, fused=True)
     steps = epochs * math.ceil(posts / batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     generator = torch.Generator().manual_seed(seed)
@@ -88,14 +120,11 @@ def fit_logistic(features, targets, c: float, init=None, epochs: int | None = No
         order = torch.randperm(posts, generator=generator)
         for start in range(0, posts, batch_size):
             batch = order[start:start + batch_size]
-            logits = torch.sparse.mm(rows.index_select(0, batch), weight) + bias
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[batch], reduction="sum") \
-                / len(batch) + penalty * weight.pow(2).sum()
-            optimizer.zero_grad()
-            loss.backward()
+            targets = multi_hot([tag_ids[i] for i in batch.tolist()], num_tags)
+            weight.grad, bias.grad = logistic_gradients(rows_of(features, batch), targets, weight, bias, penalty)
             optimizer.step()
             schedule.step()
-    return weight.detach(), bias.detach()
+    return weight, bias
 
 
 def precision_at_1(logits, tag_ids) -> float:
@@ -131,14 +160,13 @@ def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, n
     columns = torch.full((vocab_size,), -1, dtype=torch.long)
     columns[kept] = torch.arange(len(kept))
     features, held_out = tfidf_rows(train_bags, idf, columns), tfidf_rows(validation_bags, idf, columns)
-    targets = multi_hot(train_tag_ids, num_tags)
-    scores, fitted = {}, {}
+    scores, best = {}, None
     for c in sorted(c_grid):
-        fitted[c] = fit_logistic(features, targets, c, seed=seed)
-        scores[c] = round(precision_at_1(held_out @ fitted[c][0] + fitted[c][1], validation_tag_ids), 2)
+        fitted = fit_logistic(features, train_tag_ids, num_tags, c, seed=seed)
+        scores[c] = round(precision_at_1(held_out @ fitted[0] + fitted[1], validation_tag_ids), 2)
         log(f"lexical expert: C={c:g}, validation P@1 {scores[c]:.2f} ({time.perf_counter() - start:.0f} s)")
-    best = max(sorted(c_grid), key=lambda c: scores[c])
-    compact, bias = fitted[best]
+        if best is None or scores[c] > scores[best]:   # ties keep the smaller C; only the best fit is kept
+            best, (compact, bias) = c, fitted
     weight = torch.zeros(vocab_size, num_tags)
     weight[kept] = compact
     cross_fitted = None
@@ -149,9 +177,9 @@ def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, n
         for fold in range(folds):
             held = sorted(order[fold::folds])
             rest = sorted(set(order) - set(held))
-            rows = lambda indices: features.to_sparse_coo().index_select(0, torch.tensor(indices)).to_sparse_csr()
-            w, b = fit_logistic(rows(rest), targets[rest], best, seed=seed + fold)
-            cross_fitted[held] = rows(held) @ w + b
+            w, b = fit_logistic(rows_of(features, rest), [train_tag_ids[i] for i in rest], num_tags, best,
+                                seed=seed + fold)
+            cross_fitted[held] = rows_of(features, held) @ w + b
         log(f"lexical expert: cross-fitted on {folds} folds ({time.perf_counter() - start:.0f} s)")
     return FittedExpert(idf, weight, bias, best, scores, time.perf_counter() - start, cross_fitted)
 

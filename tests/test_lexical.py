@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import train
-from lexical import fit_expert, fit_idf, install, tfidf_rows
+from lexical import fit_expert, fit_idf, install, logistic_gradients, rows_of, tfidf_rows
 from modeling_sog import SOGForTagGeneration
 from tests.helpers import labels_of, tiny_config, tiny_sog
 from training_instances import InstanceCollator, epoch_instances
@@ -26,6 +26,25 @@ def fitted_toy_expert(model, tokenizer, folds=0):
     bags = model.units.piece_bags(FRUIT + ROADS, tokenizer)
     return fit_expert(bags, GOLD, bags, GOLD, len(TAGS), model.config.vocab_size, c_grid=(16.0,), folds=folds,
                       log=lambda *_: None), bags
+
+
+def test_the_written_out_gradients_are_the_objectives_and_batches_are_the_selected_rows():
+    # fit_logistic skips autograd: its gradients must be those of the objective it documents, on the rows it picked
+    generator = torch.Generator().manual_seed(0)
+    dense = torch.rand(12, 9, generator=generator) * (torch.rand(12, 9, generator=generator) < 0.3)
+    features = dense.to_sparse_csr()
+    batch = [7, 2, 11, 2, 0]                                                     # any order, repeats allowed
+    rows = rows_of(features, batch)
+    assert torch.equal(rows.to_dense(), dense[batch])
+    targets = (torch.rand(5, 4, generator=generator) < 0.4).float()
+    weight = torch.randn(9, 4, generator=generator, requires_grad=True)
+    bias = torch.randn(4, generator=generator, requires_grad=True)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(dense[batch] @ weight + bias, targets,
+                                                                reduction="sum") / 5 + 0.3 * weight.pow(2).sum()
+    loss.backward()
+    grad_weight, grad_bias = logistic_gradients(rows, targets, weight.detach(), bias.detach(), penalty=0.3)
+    torch.testing.assert_close(grad_weight, weight.grad)
+    torch.testing.assert_close(grad_bias, bias.grad)
 
 
 def test_the_models_tfidf_is_the_one_the_expert_was_fitted_on(tokenizer):
