@@ -47,3 +47,19 @@ def test_update_refuses_rows_made_under_other_settings(tmp_path):
         common.merged_rows(path, {**SETTINGS, "train_posts": 11}, [])
     merged = common.merged_rows(path, SETTINGS, [{**common.over_seeds([run(1, 1.0)]), "model": "BR"}])
     assert [row["model"] for row in merged] == ["SOG", "BR"]
+
+
+def test_scale_measures_start_up_memory_up_to_the_marker_and_leaves_out_mapped_files(tmp_path):
+    # benchmarks.scale's start-up target is about anonymous memory: 400 MB allocated after the marker must not count
+    # as start-up, and a 400 MB file mapped and read before it must not count at all
+    from benchmarks.scale import measure
+    mapped = tmp_path / "mapped.bin"
+    mapped.write_bytes(b"\1" * (400 << 20))
+    script = (f"import mmap, sys, time; f = open({str(mapped)!r}, 'rb'); m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); "
+              "s = sum(m[i] for i in range(0, len(m), 4096)); time.sleep(1); print('start-up over', flush=True); "
+              "x = bytearray(400 << 20); x[::4096] = b'\\1' * len(x[::4096]); time.sleep(1)")
+    import sys
+    measured = measure([sys.executable, "-c", script], tmp_path / "log.txt", startup_ends="start-up over")
+    assert measured["peak_rss_mb"] > 750                     # both: the mapped file's pages and the heap
+    assert 350 < measured["peak_anon_mb"] < 550                # the heap only
+    assert measured["startup_peak_anon_mb"] < 150              # before the marker: neither
