@@ -1,23 +1,26 @@
 """How time and memory grow with the corpus: building it, train.py's start-up, ``sog suggest``.
 
-    python -m benchmarks.scale                                   # 10k, 100k and 1.26M posts (about two hours)
+    python -m benchmarks.scale                                   # 10k, 100k and 1.26M posts (about 90 minutes)
     python -m benchmarks.scale --sizes 2000 20000 --suggest_sizes 500 --work_dir /tmp/scale   # a quick look
 
 A synthetic corpus of each size is written from the bundled Stack Exchange sites (cooking and biology, 28k real
 questions): each synthetic question is a real one (title, HTML body, tags) under a fresh id, so lengths spread as
 real questions do, in both layouts users bring: a site's ``Posts.xml`` dump and StackSample's ``Questions.csv`` +
 ``Tags.csv``. Then, for each size, every stage runs as the command a user runs, in its own process, alone; the
-peak resident memory of its whole process tree (workers included) is sampled every 0.2 s:
+peak resident memory of its whole process tree (workers included) is sampled every 0.2 s, and its anonymous part
+(RSS less file-backed pages: memory-mapped Arrow files are not counted):
 
 - ``build``: ``python -m data_builders`` (stackexchange on Posts.xml, stacksample on the CSVs) writing Parquet;
 - ``train_startup``: ``train.py`` on the built corpus at ``--max_length 384`` with its defaults, stopped after its
   first optimizer step (``--max_train_minutes``); seconds: to that step (its own clock; the lexical expert's fit,
-  on at most 100,000 posts, included and also reported alone), memory: the whole run;
+  on at most 100,000 posts, included and also reported alone), tokenising afresh (``--overwrite_cache``); memory:
+  the whole run, and start-up (up to train.py's start-up line);
 - ``suggest`` (``--suggest_sizes``): ``sog suggest MODEL --input posts.jsonl`` with a model trained here at 64
   units; seconds for all posts, and posts/s.
 
 Writes benchmarks/results/scale.{json,md,png}; the JSON rows are ``{"stage", "posts", "seconds", "peak_rss_mb"}``
-(and the layout, posts/s, seconds per post). Targets: at 1.26M posts, build and start-up peak RSS under 4 GB and
+(and the layout, posts/s, seconds per post, ``peak_anon_mb``, ``startup_peak_anon_mb``). Targets: at 1.26M posts,
+build peak RSS and train.py's start-up anonymous memory under 4 GB and
 seconds per post within 15 % of those at 100k; ``suggest`` memory flat in the number of posts.
 """
 
