@@ -256,12 +256,15 @@ def verdicts(rows, workers: int = 2) -> list[str]:
             continue
         largest = found[max(found)]
         name = f"{stage} ({layout})" if layout else stage
-        lines.append(f"{name} at {max(found):,} posts: peak RSS {largest['peak_rss_mb']:,.0f} MB "
-                     f"({'met' if largest['peak_rss_mb'] < TARGET_RSS_MB else 'NOT met'}: target < {TARGET_RSS_MB} MB)")
+        if stage == "train_startup":   # its target is start-up memory (below); the run goes on past start-up
+            lines.append(f"{name} at {max(found):,} posts: peak RSS of the whole run (the first step at 384 units, "
+                         f"evaluation and save included) {largest['peak_rss_mb']:,.0f} MB")
+        else:
+            lines.append(f"{name} at {max(found):,} posts: peak RSS {largest['peak_rss_mb']:,.0f} MB "
+                         f"({'met' if largest['peak_rss_mb'] < TARGET_RSS_MB else 'NOT met'}: target < {TARGET_RSS_MB} MB)")
         if startup_mb(largest, workers) is not None:
-            lines.append(f"{name} at {max(found):,} posts: start-up memory (before the first batch, workers included) "
-                         f"{startup_mb(largest, workers):,.0f} MB ({'met' if startup_mb(largest, workers) < TARGET_RSS_MB else 'NOT met'}"
-                         f": target < {TARGET_RSS_MB} MB); the peak above includes the first step at 384 units")
+            lines.append(f"{name} at {max(found):,} posts: start-up RSS (train.py's own reading before the first batch: "
+                         f"file-backed pages included, workers bounded from above) {startup_mb(largest, workers):,.0f} MB")
         if largest.get("startup_peak_anon_mb") is not None:
             anon = largest["startup_peak_anon_mb"]
             lines.append(f"{name} at {max(found):,} posts: start-up anonymous memory (heap and tensors of the process "
