@@ -151,7 +151,7 @@ def parse_args(argv=None):
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "scale"))
     p.add_argument("--train_sizes", type=int, nargs="+",
                    help="the sizes train_startup runs at (default: every size; the lexical expert's fit alone takes "
-                   "about 16 minutes from 100k posts on 2 cores)")
+                   "about 3.5 minutes from 100k posts on 2 cores)")
     p.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS),
                    help="the source layouts to build from (train_startup reads the Posts.xml build when it is built)")
     p.add_argument("--reuse_rows", action="store_true",
