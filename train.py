@@ -551,16 +551,22 @@ def evaluate(run: Run) -> str | None:
     """Score validation, keep the best weights; return "early stopping (...)" when patience has run out."""
     args, accelerator, state = run.args, run.accelerator, run.state
     generate_start = time.perf_counter()
+    # The expert's weight is chosen first, so each checkpoint is scored (and compared) as it would be used.
+    by_weight = fit_lexical_weight(run) if mixes_frozen_expert(run) else None
     scores, predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.validation, args.num_tags,
                                              args.per_device_eval_batch_size, run.metric)
     generate_seconds = time.perf_counter() - generate_start
     accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=state.completed_steps)
     epoch = round(state.epochs_trained, 3)
+    weight = accelerator.unwrap_model(run.model).config.lexical_weight if by_weight else None
     accelerator.print(f"epoch {epoch:g}, step {state.completed_steps}, validation: " + "  ".join(
-        f"P@{k} {scores[f'precision@{k}']:.2f} R@{k} {scores[f'recall@{k}']:.2f}" for k in K_VALUES))
+        f"P@{k} {scores[f'precision@{k}']:.2f} R@{k} {scores[f'recall@{k}']:.2f}" for k in K_VALUES) +
+        (f"  (expert weight {weight:g} of P@1 {by_weight})" if by_weight else ""))
     state.history.append({"epoch": epoch, "completed_steps": state.completed_steps,
                           "train_seconds": state.train_seconds, "learning_rate": max(run.scheduler.get_last_lr()),
                           **{f"validation_{k}": v for k, v in scores.items()},
+                          **({"lexical_weight": weight, "validation_P@1_by_lexical_weight": by_weight}
+                             if by_weight else {}),
                           "generate_seconds": generate_seconds})
     if state.best is None or scores[args.metric_for_best_model] > state.best:
         state.best, state.best_evaluation = scores[args.metric_for_best_model], len(state.history) - 1
@@ -624,28 +630,31 @@ def save_best(run: Run, predictions):
         write_predictions(run.output_dir / VALIDATION_PREDICTIONS, run.validation, predictions)
 
 
-def fit_lexical_weight(run: Run, chosen) -> tuple[dict, list, dict]:
-    """Mix and prior: the expert's weight (LEXICAL_WEIGHTS, 0 being the encoder alone) whose first tag is right
-    most often on validation (P@1 needs only the first step, so each weight costs one step, not a whole
-    decoding), set in the config; returns that weight's validation scores and predictions (a full decoding), and
-    the P@1 of each weight."""
-    args = run.args
+def mixes_frozen_expert(run: Run) -> bool:
+    """Mix and prior: a frozen expert whose weight at decoding is chosen on validation (joint learns its own scale)."""
+    model = run.accelerator.unwrap_model(run.model)
+    return model.lexical is not None and model.config.lexical_mode != "joint"
+
+
+def fit_lexical_weight(run: Run) -> dict:
+    """Set the expert's weight (LEXICAL_WEIGHTS, 0 being the encoder alone) whose first tag is right most often on
+    validation (P@1 needs only the first step, so each weight costs one step, not a whole decoding; ties go to the
+    weight nearest 1); returns the P@1 of each weight. Prior mode's training offsets were computed once, at weight
+    1, so setting the weight here changes decoding only."""
+    config = run.accelerator.unwrap_model(run.model).config
     tried = {}
     for weight in LEXICAL_WEIGHTS:
-        chosen.config.lexical_weight = weight
+        config.lexical_weight = weight
         scores, _ = generate_and_score(run.accelerator, run.model, run.tokenizer, run.validation, 1,
-                                       args.per_device_eval_batch_size, run.metric)
+                                       run.args.per_device_eval_batch_size, run.metric)
         tried[weight] = round(scores["precision@1"], 2)
-    chosen.config.lexical_weight = max(LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - 1.0)))
-    scores, predictions = generate_and_score(run.accelerator, run.model, run.tokenizer, run.validation,
-                                             args.num_tags, args.per_device_eval_batch_size, run.metric)
-    run.accelerator.print(f"lexical weight {chosen.config.lexical_weight:g} chosen on validation P@1 {tried}")
-    return scores, predictions, tried
+    config.lexical_weight = max(LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - 1.0)))
+    return tried
 
 
 def finish(run: Run, stopped_by: str) -> dict:
-    """Back to the chosen checkpoint's weights, fit the lexical expert's weight and the score calibration on
-    validation, score the test split once, write the Hub folder and the summary (with what every process did:
+    """Back to the chosen checkpoint's weights (and the expert's weight it was scored with), fit the score
+    calibration on validation, score the test split once, write the Hub folder and the summary (with what every process did:
     same final weights? its share of the data?)."""
     from safetensors.torch import load_file
 
@@ -657,9 +666,9 @@ def finish(run: Run, stopped_by: str) -> dict:
     validation = {k[len("validation_"):]: v for k, v in best_row.items() if k.startswith("validation_")}
     validation_predictions = read_predictions(output_dir / VALIDATION_PREDICTIONS)
     lexical = dict(run.lexical_report or {})
-    if chosen.lexical is not None and chosen.config.lexical_mode != "joint":
-        validation, validation_predictions, lexical["validation_by_weight"] = fit_lexical_weight(run, chosen)
-        lexical["weight"] = chosen.config.lexical_weight
+    if mixes_frozen_expert(run):   # the weight the chosen checkpoint was scored with (the config is not reloaded)
+        chosen.config.lexical_weight = lexical["weight"] = best_row["lexical_weight"]
+        lexical["validation_by_weight"] = best_row["validation_P@1_by_lexical_weight"]
     chosen.config.score_calibration = fit_score_calibration(validation_predictions, run.validation.gold)
     generate_start = time.perf_counter()
     test, test_predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.test, args.num_tags,

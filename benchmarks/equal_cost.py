@@ -9,7 +9,8 @@ next to Omikuji and TF-IDF + LR on the same split and the same fused text.
 Rows: SOG with train.py's defaults (``"default": true`` in the JSON) and BR-EF with the same defaults (the same
 recipe and lexical expert), each over ``--seeds`` (3 by default); SOG and BR-EF as they were before the small-budget
 recipe (paper layout, 64 units, batch 32, one constant rate, no expert, an evaluation per epoch), one seed each;
-Omikuji and TF-IDF + LR. Split: the corpus's train/test split, all test posts; validation carved from train by
+SOG with the expert in ``prior`` mode (its cross-fitted scores added during training too), one seed; Omikuji and
+TF-IDF + LR. Split: the corpus's train/test split, all test posts; validation carved from train by
 group hash (``train.py``'s rule) and sampled. Each neural model trains until ``--max_train_minutes`` of training time
 (the lexical expert's fit included, evaluation excluded) run out; its checkpoint (and expert weight) is chosen on
 validation and the test split is scored once. The models run one after the other, alone on the machine; with
@@ -30,6 +31,7 @@ BEFORE = ["--max_length", "64", "--per_device_train_batch_size", "32", "--learni
 NEURAL = {  # row name -> (train.py arguments, several seeds?)
     DEFAULT_ROW: (["--model", "sog"], True),
     "BR-EF (the same defaults: recipe and expert)": (["--model", "br"], True),
+    "SOG, prior mode (the defaults otherwise)": (["--model", "sog", "--lexical_mode", "prior"], False),
     "SOG as before (paper layout, no expert)": (["--model", "sog", "--attention_layout", "paper"] + BEFORE, False),
     "BR-EF as before (no expert)": (["--model", "br"] + BEFORE, False),
 }

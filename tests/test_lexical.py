@@ -139,12 +139,24 @@ def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mo
     summary = train.main(["--max_train_samples", "60", "--max_validation_samples", "20", "--max_eval_samples", "12",
                           "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
                           "--model_name_or_path", tiny_encoder, "--num_train_epochs", "1", "--lexical_mode", mode,
-                          "--lexical_c_grid", "4", "16", "--lexical_folds", "2", "--output_dir", str(tmp_path)])
+                          "--lexical_c_grid", "4", "16", "--lexical_folds", "2", "--eval_steps", "4",
+                          "--output_dir", str(tmp_path)])
     expert = summary["lexical_expert"]
     assert expert["mode"] == mode and expert["C"] in (4.0, 16.0) and set(expert["validation_P@1_by_C"]) == {4.0, 16.0}
     assert expert["cross_fitted"] == (mode == "prior")
     assert expert["weight"] in train.LEXICAL_WEIGHTS and len(expert["validation_by_weight"]) == len(train.LEXICAL_WEIGHTS)
     assert expert["validation_by_weight"][expert["weight"]] == max(expert["validation_by_weight"].values())
+    # Every evaluation chooses its own weight and is scored (so compared) at it: greedy decoding's first tag is the
+    # first step's, so the full decoding's P@1 is the chosen weight's one-step P@1.
+    history = summary["history"]
+    assert len(history) > 1
+    for row in history:
+        tried = row["validation_P@1_by_lexical_weight"]
+        assert row["lexical_weight"] == max(train.LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - 1.0)))
+        assert round(row["validation_precision@1"], 2) == tried[row["lexical_weight"]]
+    best = max(history, key=lambda row: row["validation_precision@1"])
+    assert expert["weight"] == best["lexical_weight"] and summary["validation"]["precision@1"] == \
+        best["validation_precision@1"]
     assert summary["train_seconds"] >= expert["seconds"]                     # the fit is training time
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["lexical_mode"] == mode and config["lexical_weight"] == expert["weight"]
