@@ -49,7 +49,9 @@ TARGET_RSS_MB = 4096
 TARGET_LINEARITY = 0.15
 
 
-LAYOUTS = ("Posts.xml", "StackSample CSV")
+# Each source layout: its builder, which synthetic file it reads, the folder (per size) it builds into.
+LAYOUTS = {"Posts.xml": ("stackexchange", "dump", "built_{}"),
+           "StackSample CSV": ("stacksample", "stacksample", "built_stacksample_{}")}
 
 
 def real_questions() -> list[tuple[str, str, list[str]]]:
@@ -145,7 +147,8 @@ def measure(command: list[str], log: Path, env=None, startup_ends: str | None = 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
-    p.add_argument("--suggest_sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--suggest_sizes", type=int, nargs="*", default=[10_000, 100_000],
+                   help="the sizes sog suggest runs at (given with no size: no suggest rows)")
     p.add_argument("--work_dir", default="outputs/scale", help="synthetic corpora, built folders, runs (kept)")
     p.add_argument("--preprocessing_num_workers", type=int, default=2)
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "scale"))
@@ -157,7 +160,11 @@ def parse_args(argv=None):
     p.add_argument("--reuse_rows", action="store_true",
                    help="keep the rows --results already holds and measure only the missing ones (spread a long run "
                    "over several sittings)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("sizes", "suggest_sizes", "train_sizes"):
+        if any(size <= 0 for size in getattr(args, name) or ()):
+            p.error(f"--{name} must be numbers of posts above 0, got {getattr(args, name)}")
+    return args
 
 
 def main(argv=None):
@@ -201,14 +208,14 @@ def main(argv=None):
 
     for size in sorted(args.sizes):
         sources = synthetic_corpus(work / f"corpus_{size}", size, questions)
-        built = work / f"built_{size}"
-        for layout, builder, data_dir, output in (("Posts.xml", "stackexchange", sources["dump"], built),
-                                                  ("StackSample CSV", "stacksample", sources["stacksample"],
-                                                   work / f"built_stacksample_{size}")):
-            if layout not in args.layouts or ("build", layout, size) in measured_already:
+        built = work / LAYOUTS["Posts.xml"][2].format(size)   # what train_startup reads
+        for layout in args.layouts:
+            builder, source, folder = LAYOUTS[layout]
+            if ("build", layout, size) in measured_already:
                 continue
-            measured = measure([python, "-m", "data_builders", builder, "--data_dir", str(data_dir), "--output_dir",
-                                str(output), "--cache_dir", str(work / "builder_cache")], work / f"build_{builder}_{size}.log")
+            measured = measure([python, "-m", "data_builders", builder, "--data_dir", str(sources[source]),
+                                "--output_dir", str(work / folder.format(size)), "--cache_dir",
+                                str(work / "builder_cache")], work / f"build_{builder}_{size}.log")
             record({"stage": "build", "layout": layout, "posts": size, **measured})
         run = work / f"train_{size}"
         if ("train_startup", None, size) not in measured_already and (built / "README.md").exists() \
@@ -250,7 +257,7 @@ def startup_mb(row, workers: int):
 def verdicts(rows, workers: int = 2) -> list[str]:
     """Each target, met or missed, with the numbers."""
     lines = []
-    for stage, layout in (("build", "Posts.xml"), ("build", "StackSample CSV"), ("train_startup", None)):
+    for stage, layout in [("build", layout) for layout in LAYOUTS] + [("train_startup", None)]:
         found = {r["posts"]: r for r in rows if r["stage"] == stage and r.get("layout") == layout}
         if not found:
             continue
@@ -262,9 +269,10 @@ def verdicts(rows, workers: int = 2) -> list[str]:
         else:
             lines.append(f"{name} at {max(found):,} posts: peak RSS {largest['peak_rss_mb']:,.0f} MB "
                          f"({'met' if largest['peak_rss_mb'] < TARGET_RSS_MB else 'NOT met'}: target < {TARGET_RSS_MB} MB)")
-        if startup_mb(largest, workers) is not None:
+        startup = startup_mb(largest, workers)
+        if startup is not None:
             lines.append(f"{name} at {max(found):,} posts: start-up RSS (train.py's own reading before the first batch: "
-                         f"file-backed pages included, workers bounded from above) {startup_mb(largest, workers):,.0f} MB")
+                         f"file-backed pages included, workers bounded from above) {startup:,.0f} MB")
         if largest.get("startup_peak_anon_mb") is not None:
             anon = largest["startup_peak_anon_mb"]
             lines.append(f"{name} at {max(found):,} posts: start-up anonymous memory (heap and tensors of the process "

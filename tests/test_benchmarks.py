@@ -63,3 +63,11 @@ def test_scale_measures_start_up_memory_up_to_the_marker_and_leaves_out_mapped_f
     assert measured["peak_rss_mb"] > 750                     # both: the mapped file's pages and the heap
     assert 350 < measured["peak_anon_mb"] < 550                # the heap only
     assert measured["startup_peak_anon_mb"] < 150              # before the marker: neither
+
+
+def test_scale_refuses_a_size_of_no_posts_and_names_the_option(capsys):
+    from benchmarks.scale import parse_args
+    with pytest.raises(SystemExit):
+        parse_args(["--suggest_sizes", "0"])
+    assert "--suggest_sizes must be numbers of posts above 0" in capsys.readouterr().err
+    assert parse_args(["--suggest_sizes"]).suggest_sizes == []        # no size given: no suggest rows
