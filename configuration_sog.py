@@ -65,7 +65,12 @@ class SOGConfig(BertConfig):
             on the train split), so the encoder learns the residual; ``"joint"``: ``z`` itself added to the logits,
             the expert trained together with the encoder. ``None`` (default): no expert.
         lexical_weight (`float`, *optional*, defaults to 1.0):
-            The expert's weight in ``"mix"`` and ``"prior"`` (``train.py`` fits it on the validation split).
+            The expert's weight in ``"mix"`` and ``"prior"`` (``train.py`` fits it on the validation split): for
+            ranking models, and for generators at the first step.
+        lexical_later_weight (`float`, *optional*):
+            Generators (SOG, AR): the expert's weight from the second step on (``train.py`` fits it on the
+            validation split's R@5 once the first step's weight is fixed: the first tag is a P@1 question, the rest
+            of the set a recall one). ``None`` (default): ``lexical_weight`` at every step.
         lexical_max_pieces (`int`, *optional*, defaults to 8192):
             Word pieces read per field for the expert's bag (the encoder reads ``max_input_length`` units).
         score_calibration (`dict`, *optional*):
@@ -98,6 +103,7 @@ class SOGConfig(BertConfig):
     ranking_loss: str = "sigmoid"
     lexical_mode: str | None = None
     lexical_weight: float = 1.0
+    lexical_later_weight: float | None = None
     lexical_max_pieces: int = 8192
     score_calibration: dict | None = None
 

@@ -74,9 +74,10 @@ def model_card(model, scores: dict, settings: dict, examples: list[dict], name: 
     layout = LAYOUT_LINES.get(model.layout.name) if model.reads_tags_in_encoder else None
     layout_line = f"- Attention layout: {layout} (`config.attention_layout`).\n" if layout else ""
     if model.lexical is not None:
+        later = "" if config.lexical_later_weight is None else f" ({config.lexical_later_weight:g} after the first tag)"
         layout_line += (f"- Lexical expert: `{config.lexical_mode}`, a TF-IDF map from the whole post's word pieces to "
-                        f"the tags, weight {config.lexical_weight:g} (chosen on validation); `explain=True` gives each "
-                        "tag the post's words that pushed it most.\n")
+                        f"the tags, weight {config.lexical_weight:g}{later} (chosen on validation); `explain=True` "
+                        "gives each tag the post's words that pushed it most.\n")
     return f"""---
 {data.to_yaml()}
 ---

@@ -11,15 +11,16 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
-    from .modeling_sog import SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from .modeling_sog import ExpertOffsets, SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
 except ImportError:  # imported as a top-level module (development checkout)
-    from modeling_sog import SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from modeling_sog import ExpertOffsets, SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
 
 
 class ARForTagGeneration(SOGTagModel):
     display_name = "AR (autoregressive baseline)"
     reads_tags_in_encoder = False
     learns_from_gold_set = False   # one training instance per gold tag, as SOG
+    decodes_in_steps = True        # greedy, in the order it chose
     packs_instances = True         # the causal decoder makes every prefix of one tag order an instance of its own
 
     def __init__(self, config):
@@ -103,7 +104,7 @@ class ARForTagGeneration(SOGTagModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
-                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+                    offsets: ExpertOffsets | None = None) -> list[list[tuple]]:
         """Greedy set decoding; with ``use_cache`` the encoder reads each context once and each step runs the
         decoder alone."""
         step_logits = (self.cached_step_logits if use_cache else self.uncached_step_logits)(contexts, tokenizer)

@@ -22,15 +22,16 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
-    from .modeling_sog import SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from .modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
 except ImportError:  # imported as a top-level module (development checkout)
-    from modeling_sog import SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
 
 
 class BRForTagRanking(SOGTagModel):
     display_name = "BR-EF (ranking baseline)"
     reads_tags_in_encoder = False
     learns_from_gold_set = True    # one training instance per post: its whole gold set
+    decodes_in_steps = False       # one pass ranks every tag: no later steps for lexical_later_weight
     packs_instances = False
 
     def __init__(self, config):
@@ -93,10 +94,11 @@ class BRForTagRanking(SOGTagModel):
         return logits.float().softmax(-1) if self.config.ranking_loss == "softmax" else torch.sigmoid(logits.float())
 
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
-                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+                    offsets: ExpertOffsets | None = None) -> list[list[tuple]]:
         """One pass: the most probable tags (``use_cache`` changes nothing: there are no steps)."""
         batch = {k: v.to(self.device) for k, v in self.build_inputs(contexts, [[] for _ in contexts], tokenizer).items()}
-        return decoder.ranked(self.tag_probabilities(self(**batch, lexical_offsets=offsets).logits))
+        first = None if offsets is None else offsets.first
+        return decoder.ranked(self.tag_probabilities(self(**batch, lexical_offsets=first).logits))
 
 
 class BRLateFusionForTagRanking(BRForTagRanking):

@@ -26,6 +26,7 @@ One class per concept, in the order a post flows through them:
 
 import math
 import re
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -392,6 +393,17 @@ def calibrated_scores(step_probabilities: torch.Tensor, step: int, calibration: 
     return torch.sigmoid(z).to(step_probabilities.dtype)
 
 
+@dataclass
+class ExpertOffsets:
+    """What the lexical expert adds to a generator's logits, ``[posts, tags]`` each: at the first step and at every
+    later one (``config.lexical_later_weight``); ranking models, having one pass, read ``first``."""
+    first: torch.Tensor
+    later: torch.Tensor
+
+    def at(self, step: int) -> torch.Tensor:
+        return self.first if step == 1 else self.later
+
+
 class SetDecoder:
     """Turns a model's scores into each post's tag set: at most ``num_tags`` tags, never one twice, each with its
     ``score`` (calibrated) and ``step_probability``; with ``threshold``, a post's tags end before the first whose
@@ -401,10 +413,10 @@ class SetDecoder:
     def __init__(self, num_tags: int, threshold: float | None = None, calibration: dict | None = None):
         self.num_tags, self.threshold, self.calibration = num_tags, threshold, calibration
 
-    def greedy(self, step_logits, num_posts: int, offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+    def greedy(self, step_logits, num_posts: int, offsets: ExpertOffsets | None = None) -> list[list[tuple]]:
         """All posts advance together; ``step_logits(active, chosen_tags)`` gives the ``[active, tags]`` logits of
-        the active posts given their tags so far; ``offsets`` ``[posts, tags]`` (the lexical expert's, computed
-        once per post) are added at every step. A chosen tag is masked out of later steps."""
+        the active posts given their tags so far; ``offsets`` (the lexical expert's, computed once per post) are
+        added at every step, the step's own. A chosen tag is masked out of later steps."""
         chosen = [[] for _ in range(num_posts)]
         active = list(range(num_posts))
         for step in range(1, self.num_tags + 1):
@@ -412,7 +424,8 @@ class SetDecoder:
                 break
             logits = step_logits(active, [[t for t, _, _ in chosen[i]] for i in active]).float().clone()
             if offsets is not None:
-                logits += offsets[torch.tensor(active, device=offsets.device)].to(logits.device).float()
+                added = offsets.at(step)
+                logits += added[torch.tensor(active, device=added.device)].to(logits.device).float()
             for row, i in enumerate(active):
                 logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
             best_prob, best_tag = logits.softmax(-1).max(-1)
@@ -494,7 +507,7 @@ class TagGenerationMixin:
                     self.units.field_pieces(chunk_posts, tokenizer, self.config.lexical_max_pieces)
                 contexts = self.units.encode(chunk_posts, tokenizer, self.context_layout, pieces)
                 bags = None if pieces is None else self.units.piece_bags(chunk_posts, tokenizer, pieces)
-                offsets = None if bags is None else self.lexical_offsets(
+                offsets = None if bags is None else self.expert_offsets(
                     **{k: v.to(self.device) for k, v in self.units.bag_tensors(bags).items()})
                 chosen_tags = self.choose_tags(contexts, tokenizer, decoder, use_cache, offsets)
                 for row, (i, chosen) in enumerate(zip(chunk, chosen_tags)):
@@ -693,15 +706,24 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
         )
 
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
-                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+                    offsets: ExpertOffsets | None = None) -> list[list[tuple]]:
         raise NotImplementedError
 
     # ----- the lexical expert -----------------------------------------------------------------------
-    def lexical_offsets(self, lexical_ids, lexical_counts) -> torch.Tensor:
+    def expert_offsets(self, lexical_ids, lexical_counts) -> ExpertOffsets:
         """What the expert adds to the logits, ``[posts, tags]``: ``z`` itself when trained jointly, else its
-        weighted log-probability that the tag is in the set, ``lexical_weight * log sigmoid(z)``."""
+        weighted log-probability that the tag is in the set, ``lexical_weight * log sigmoid(z)`` at the first
+        step and ``lexical_later_weight * log sigmoid(z)`` at later ones."""
         z = self.lexical(lexical_ids, lexical_counts)
-        return z if self.config.lexical_mode == "joint" else self.config.lexical_weight * F.logsigmoid(z)
+        if self.config.lexical_mode == "joint":
+            return ExpertOffsets(z, z)
+        first, later = self.config.lexical_weight, self.config.lexical_later_weight
+        log_p = F.logsigmoid(z)
+        return ExpertOffsets(first * log_p, log_p * (first if later is None else later))
+
+    def lexical_offsets(self, lexical_ids, lexical_counts) -> torch.Tensor:
+        """The expert's offsets of a single pass (training, ranking models): the first step's."""
+        return self.expert_offsets(lexical_ids, lexical_counts).first
 
     def with_lexical_offsets(self, logits, lexical_offsets=None, lexical_ids=None, lexical_counts=None):
         """``logits`` plus the expert's offsets: given (training with cross-fitted priors), or computed from the
@@ -747,6 +769,7 @@ class SOGForTagGeneration(SOGTagModel):
     display_name = "SOG"
     reads_tags_in_encoder = True
     learns_from_gold_set = False   # one training instance per gold tag (1-to-M / 1-to-1)
+    decodes_in_steps = True        # greedy: the first tag, then each next one given those so far
 
     def __init__(self, config):
         super().__init__(config)
@@ -839,7 +862,7 @@ class SOGForTagGeneration(SOGTagModel):
 
     # ----- generation -------------------------------------------------------------------------------
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
-                    offsets: torch.Tensor | None = None) -> list[list[tuple]]:
+                    offsets: ExpertOffsets | None = None) -> list[list[tuple]]:
         """Greedy set decoding; with a layout that caches the context (and ``use_cache``), the context is
         encoded once and each step runs only the newest tag and one ``[MASK]``."""
         cached = use_cache and self.layout.caches_context

@@ -652,9 +652,26 @@ def fit_lexical_weight(run: Run) -> dict:
     return tried
 
 
+def fit_later_lexical_weight(accelerator, model, tokenizer, validation: Split, metric, num_tags: int,
+                             batch_size: int) -> tuple[dict, list, dict]:
+    """Generators with a frozen expert: once the first step's weight is set, the expert's weight from the second
+    step on (LEXICAL_WEIGHTS) whose full decoding has the best validation R@5 (the later steps make the rest of
+    the set: a recall question; ties go to the weight nearest the first step's), set in the config. Returns its
+    validation scores and predictions, and the R@5 of each weight. P@1 is the first step's, so it does not move."""
+    config = accelerator.unwrap_model(model).config
+    tried, decoded = {}, {}
+    for weight in LEXICAL_WEIGHTS:
+        config.lexical_later_weight = weight
+        decoded[weight] = generate_and_score(accelerator, model, tokenizer, validation, num_tags, batch_size, metric)
+        tried[weight] = round(decoded[weight][0][f"recall@{max(K_VALUES)}"], 2)
+    config.lexical_later_weight = max(LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - config.lexical_weight)))
+    scores, predictions = decoded[config.lexical_later_weight]
+    return scores, predictions, tried
+
+
 def finish(run: Run, stopped_by: str) -> dict:
-    """Back to the chosen checkpoint's weights (and the expert's weight it was scored with), fit the score
-    calibration on validation, score the test split once, write the Hub folder and the summary (with what every process did:
+    """Back to the chosen checkpoint's weights (and the expert's weight it was scored with), fit the expert's
+    weight for later steps (generators) and the score calibration on validation, score the test split once, write the Hub folder and the summary (with what every process did:
     same final weights? its share of the data?)."""
     from safetensors.torch import load_file
 
@@ -669,6 +686,11 @@ def finish(run: Run, stopped_by: str) -> dict:
     if mixes_frozen_expert(run):   # the weight the chosen checkpoint was scored with (the config is not reloaded)
         chosen.config.lexical_weight = lexical["weight"] = best_row["lexical_weight"]
         lexical["validation_by_weight"] = best_row["validation_P@1_by_lexical_weight"]
+        if chosen.decodes_in_steps:
+            validation, validation_predictions, lexical["validation_R@5_by_later_weight"] = fit_later_lexical_weight(
+                accelerator, run.model, run.tokenizer, run.validation, run.metric, args.num_tags,
+                args.per_device_eval_batch_size)
+            lexical["later_weight"] = chosen.config.lexical_later_weight
     chosen.config.score_calibration = fit_score_calibration(validation_predictions, run.validation.gold)
     generate_start = time.perf_counter()
     test, test_predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.test, args.num_tags,

@@ -12,7 +12,7 @@ import torch
 
 import train
 from lexical import fit_expert, fit_idf, install, logistic_gradients, rows_of, tfidf_rows
-from modeling_sog import SOGForTagGeneration
+from modeling_sog import ExpertOffsets, SetDecoder, SOGForTagGeneration
 from tests.helpers import labels_of, tiny_config, tiny_sog
 from training_instances import InstanceCollator, epoch_instances
 
@@ -81,6 +81,31 @@ def test_a_fitted_expert_mixes_into_every_step_of_generation(tokenizer):
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("lexical.")})
     alone, reference = model.generate_tags(posts, tokenizer, num_tags=3), plain.generate_tags(posts, tokenizer, num_tags=3)
     assert [labels_of(r) for r in alone] == [labels_of(r) for r in reference]
+
+
+def test_the_decoder_adds_each_steps_own_offsets():
+    # a flat encoder: the offsets alone decide. The first step's favour tag 0; the later steps' favour 2 over 1.
+    step_logits = lambda active, chosen: torch.zeros(len(active), 3)
+    first, later = torch.tensor([[3.0, 2.0, 1.0]]), torch.tensor([[0.0, 1.0, 2.0]])
+    [tags] = SetDecoder(2).greedy(step_logits, 1, ExpertOffsets(first, later))
+    assert [tag for tag, _, _ in tags] == [0, 2]
+    [same] = SetDecoder(2).greedy(step_logits, 1, ExpertOffsets(first, first))
+    assert [tag for tag, _, _ in same] == [0, 1]
+
+
+def test_the_later_weight_moves_every_step_but_the_first(tokenizer):
+    model = tiny_sog(tags=TAGS, lexical_mode="mix", attention_layout="one-pass")
+    install(model, fitted_toy_expert(model, tokenizer)[0], trainable=False)
+    posts = ["banana cherry", "truck engine"]
+    model.config.lexical_weight = 4.0
+    mixed = model.generate_tags(posts, tokenizer, num_tags=3)
+    model.config.lexical_later_weight = 0.0                                  # from step 2: the encoder alone
+    later_alone = model.generate_tags(posts, tokenizer, num_tags=3)
+    model.config.lexical_later_weight = 4.0                                  # the same as the first: no change
+    assert [labels_of(r) for r in model.generate_tags(posts, tokenizer, num_tags=3)] == [labels_of(r) for r in mixed]
+    for a, b in zip(mixed, later_alone):
+        assert a[0]["label"] == b[0]["label"] and a[0]["step_probability"] == pytest.approx(b[0]["step_probability"])
+        assert [t["step_probability"] for t in a[1:]] != pytest.approx([t["step_probability"] for t in b[1:]])
 
 
 def test_the_expert_explains_each_tag_with_words_of_the_post(tokenizer):
@@ -157,9 +182,14 @@ def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mo
     best = max(history, key=lambda row: row["validation_precision@1"])
     assert expert["weight"] == best["lexical_weight"] and summary["validation"]["precision@1"] == \
         best["validation_precision@1"]
+    # SOG decodes in steps: the weight after the first tag is fitted on validation R@5 (P@1 cannot move)
+    later = expert["validation_R@5_by_later_weight"]
+    assert expert["later_weight"] == max(train.LEXICAL_WEIGHTS, key=lambda w: (later[w], -abs(w - expert["weight"])))
+    assert round(summary["validation"]["recall@5"], 2) == later[expert["later_weight"]]
     assert summary["train_seconds"] >= expert["seconds"]                     # the fit is training time
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["lexical_mode"] == mode and config["lexical_weight"] == expert["weight"]
+    assert config["lexical_later_weight"] == expert["later_weight"]
 
 
 RELOAD = r"""
