@@ -565,7 +565,7 @@ def evaluate(run: Run) -> str | None:
     state.history.append({"epoch": epoch, "completed_steps": state.completed_steps,
                           "train_seconds": state.train_seconds, "learning_rate": max(run.scheduler.get_last_lr()),
                           **{f"validation_{k}": v for k, v in scores.items()},
-                          **({"lexical_weight": weight, "validation_P@1_by_lexical_weight": by_weight}
+                          **({"lexical_weight": weight, "P@1_by_lexical_weight": by_weight}
                              if by_weight else {}),
                           "generate_seconds": generate_seconds})
     if state.best is None or scores[args.metric_for_best_model] > state.best:
@@ -671,8 +671,8 @@ def fit_later_lexical_weight(accelerator, model, tokenizer, validation: Split, m
 
 def finish(run: Run, stopped_by: str) -> dict:
     """Back to the chosen checkpoint's weights (and the expert's weight it was scored with), fit the expert's
-    weight for later steps (generators) and the score calibration on validation, score the test split once, write the Hub folder and the summary (with what every process did:
-    same final weights? its share of the data?)."""
+    weight for later steps (generators) and the score calibration on validation, score the test split once, write
+    the Hub folder and the summary (with what every process did: same final weights? its share of the data?)."""
     from safetensors.torch import load_file
 
     args, accelerator, state, output_dir = run.args, run.accelerator, run.state, run.output_dir
@@ -685,7 +685,7 @@ def finish(run: Run, stopped_by: str) -> dict:
     lexical = dict(run.lexical_report or {})
     if mixes_frozen_expert(run):   # the weight the chosen checkpoint was scored with (the config is not reloaded)
         chosen.config.lexical_weight = lexical["weight"] = best_row["lexical_weight"]
-        lexical["validation_by_weight"] = best_row["validation_P@1_by_lexical_weight"]
+        lexical["validation_by_weight"] = best_row["P@1_by_lexical_weight"]
         if chosen.decodes_in_steps:
             validation, validation_predictions, lexical["validation_R@5_by_later_weight"] = fit_later_lexical_weight(
                 accelerator, run.model, run.tokenizer, run.validation, run.metric, args.num_tags,

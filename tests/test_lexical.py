@@ -176,7 +176,7 @@ def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mo
     history = summary["history"]
     assert len(history) > 1
     for row in history:
-        tried = row["validation_P@1_by_lexical_weight"]
+        tried = row["P@1_by_lexical_weight"]
         assert row["lexical_weight"] == max(train.LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - 1.0)))
         assert round(row["validation_precision@1"], 2) == tried[row["lexical_weight"]]
     best = max(history, key=lambda row: row["validation_precision@1"])

@@ -109,3 +109,6 @@ def test_train_py_trains_every_model_class_with_the_recipe(tmp_path, tiny_encode
                                   "--head_learning_rate", "1e-3", "--lr_scheduler_type", "cosine",
                                   "--output_dir", str(tmp_path)])
     assert summary["completed_steps"] > 0 and summary["test"]["n"] == 12
+    assert all(isinstance(v, (int, float)) for v in summary["validation"].values())   # scores only
+    # the expert (mixed in by default) gets a weight for later steps where there are steps: AR, not BR
+    assert ("later_weight" in summary["lexical_expert"]) == (model == "ar")
