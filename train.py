@@ -636,35 +636,46 @@ def mixes_frozen_expert(run: Run) -> bool:
     return model.lexical is not None and model.config.lexical_mode != "joint"
 
 
+def best_lexical_weight(weights, score_at, nearest: float) -> tuple[float, dict]:
+    """Each weight's validation score (``score_at(weight)``, rounded to 0.01); the best, ties going to the weight
+    nearest ``nearest``."""
+    tried = {weight: round(score_at(weight), 2) for weight in weights}
+    return max(weights, key=lambda w: (tried[w], -abs(w - nearest))), tried
+
+
 def fit_lexical_weight(run: Run) -> dict:
     """Set the expert's weight (LEXICAL_WEIGHTS, 0 being the encoder alone) whose first tag is right most often on
     validation (P@1 needs only the first step, so each weight costs one step, not a whole decoding; ties go to the
     weight nearest 1); returns the P@1 of each weight. Prior mode's training offsets were computed once, at weight
     1, so setting the weight here changes decoding only."""
     config = run.accelerator.unwrap_model(run.model).config
-    tried = {}
-    for weight in LEXICAL_WEIGHTS:
+
+    def first_tag_precision(weight):
         config.lexical_weight = weight
-        scores, _ = generate_and_score(run.accelerator, run.model, run.tokenizer, run.validation, 1,
-                                       run.args.per_device_eval_batch_size, run.metric)
-        tried[weight] = round(scores["precision@1"], 2)
-    config.lexical_weight = max(LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - 1.0)))
+        return generate_and_score(run.accelerator, run.model, run.tokenizer, run.validation, 1,
+                                  run.args.per_device_eval_batch_size, run.metric)[0]["precision@1"]
+
+    config.lexical_weight, tried = best_lexical_weight(LEXICAL_WEIGHTS, first_tag_precision, 1.0)
     return tried
 
 
 def fit_later_lexical_weight(accelerator, model, tokenizer, validation: Split, metric, num_tags: int,
                              batch_size: int) -> tuple[dict, list, dict]:
     """Generators with a frozen expert: once the first step's weight is set, the expert's weight from the second
-    step on (LEXICAL_WEIGHTS) whose full decoding has the best validation R@5 (the later steps make the rest of
-    the set: a recall question; ties go to the weight nearest the first step's), set in the config. Returns its
-    validation scores and predictions, and the R@5 of each weight. P@1 is the first step's, so it does not move."""
+    step on (LEXICAL_WEIGHTS and the first step's own, so the fit can only keep or raise validation R@5) whose full
+    decoding has the best validation R@5 (the later steps make the rest of the set: a recall question; ties go to
+    the weight nearest the first step's), set in the config. Returns its validation scores and predictions, and the
+    R@5 of each weight. P@1 is the first step's, so it does not move."""
     config = accelerator.unwrap_model(model).config
-    tried, decoded = {}, {}
-    for weight in LEXICAL_WEIGHTS:
+    decoded = {}
+
+    def recall(weight):
         config.lexical_later_weight = weight
         decoded[weight] = generate_and_score(accelerator, model, tokenizer, validation, num_tags, batch_size, metric)
-        tried[weight] = round(decoded[weight][0][f"recall@{max(K_VALUES)}"], 2)
-    config.lexical_later_weight = max(LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - config.lexical_weight)))
+        return decoded[weight][0][f"recall@{max(K_VALUES)}"]
+
+    weights = sorted({*LEXICAL_WEIGHTS, config.lexical_weight})
+    config.lexical_later_weight, tried = best_lexical_weight(weights, recall, config.lexical_weight)
     scores, predictions = decoded[config.lexical_later_weight]
     return scores, predictions, tried
 

@@ -64,9 +64,6 @@ def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
     if len(test) != summary["test_posts"] or len(validation) != summary["validation_posts"]:
         raise SystemExit(f"{folder}: rebuilt splits have {len(validation)} validation / {len(test)} test posts, the "
                          f"run had {summary['validation_posts']} / {summary['test_posts']}")
-    model.config.lexical_later_weight = None
-    validation_before = generate_and_score(accelerator, model, tokenizer, validation, saved["num_tags"], batch_size,
-                                           metric)[0]
     validation_after, _, by_weight = train.fit_later_lexical_weight(accelerator, model, tokenizer, validation, metric,
                                                                     saved["num_tags"], batch_size)
     test_after = generate_and_score(accelerator, model, tokenizer, test, saved["num_tags"], batch_size, metric)[0]
@@ -76,7 +73,8 @@ def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
     return {"run": folder.name, "dataset": "/".join(Path(saved["data_dir"] or saved["dataset"]).parts[-2:]),
             "test_posts": len(test), "weight": model.config.lexical_weight,
             "later_weight": model.config.lexical_later_weight, "validation_R@5_by_later_weight": by_weight,
-            "validation_R@5_one_weight": round(validation_before["recall@5"], 2),
+            # the first step's weight is among those tried: later steps at it are the run as trained
+            "validation_R@5_one_weight": by_weight[model.config.lexical_weight],
             "validation_R@5_fitted": round(validation_after["recall@5"], 2),
             "test_one_weight": before, "test_fitted": after}
 
