@@ -45,6 +45,9 @@ def add_run_arguments(parser, budget: dict):
                         help="training seeds: every neural row is trained once per seed")
     parser.add_argument("--reuse_runs", action="store_true",
                         help="read runs whose folder already holds a summary made with the same train.py arguments")
+    parser.add_argument("--update", action="store_true",
+                        help="swap the rows run now into the results file already there, keeping its other rows (the "
+                             "other settings must match; each row keeps its own seeds): a long table over sittings")
 
 
 # How train.py trained before the small-budget recipe (one constant rate for every weight, no warmup or decay, no
@@ -247,18 +250,28 @@ def markdown(rows: list[dict], settings: dict, columns: list[tuple[str, str, str
     return settings_line(settings, rows) + "\n" + table + "\n"
 
 
-def write_results(stem: Path, settings: dict, rows: list[dict], table: str):
+def write_results(stem: Path, settings: dict, rows: list[dict], columns, update: bool = False) -> list[dict]:
+    """Writes ``stem``.json and the Markdown table ``stem``.md; with ``update`` (``--update``) this run's rows are
+    swapped into the file already there (``merged_results``). Returns the rows written."""
+    if update and stem.with_suffix(".json").is_file():
+        settings, rows = merged_results(stem.with_suffix(".json"), settings, rows)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
-    stem.with_suffix(".md").write_text(table)
+    stem.with_suffix(".md").write_text(markdown(rows, settings, columns))
+    return rows
 
 
-def merged_rows(path: Path, settings: dict, new_rows: list[dict]) -> list[dict]:
-    """The rows of an earlier run with those of this run swapped in (appended when new)."""
+def merged_results(path: Path, settings: dict, new_rows: list[dict]) -> tuple[dict, list[dict]]:
+    """The settings and rows of an earlier run with this run's rows swapped in (appended when new): a long table
+    can be measured over several sittings. Each row keeps its own ``"seeds"``, so the seeds may differ between
+    sittings (the settings then list every seed a row used); every other setting must match."""
     earlier = json.loads(path.read_text())
-    differing = {k for k in settings if k != "machine" and earlier["settings"].get(k) != settings[k]}
+    differing = {k for k in settings
+                 if k not in ("machine", "seeds") and earlier["settings"].get(k) != settings[k]}
     if differing:
-        raise ValueError(f"--update: {path} was made with other settings ({sorted(differing)})")
+        raise ValueError(f"--update: {path} was made with other settings ({sorted(differing)}); run it again "
+                         f"with the same ones or write to another --results file")
     fresh = {row["model"]: row for row in new_rows}
-    rows = [fresh.pop(row["model"], row) for row in earlier["rows"]]
-    return rows + list(fresh.values())
+    rows = [fresh.pop(row["model"], row) for row in earlier["rows"]] + list(fresh.values())
+    seeds = sorted({seed for row in rows for seed in row.get("seeds", [])})
+    return {**settings, "seeds": seeds}, rows

@@ -14,13 +14,14 @@ TF-IDF + LR. Split: the corpus's train/test split, all test posts; validation ca
 group hash (``train.py``'s rule) and sampled. Each neural model trains until ``--max_train_minutes`` of training time
 (the lexical expert's fit included, evaluation excluded) run out; its checkpoint (and expert weight) is chosen on
 validation and the test split is scored once. The models run one after the other, alone on the machine; with
-``--reuse_runs`` a stopped run picks up where it stopped. Writes ``--results``.{json,md} after every row.
+``--reuse_runs`` a stopped run picks up where it stopped. Writes ``--results``.{json,md} after every row; with
+``--update`` into the table already there, so rows may gain seeds over several sittings (each row lists its own).
 """
 
 import argparse
 from pathlib import Path
 
-from benchmarks.common import (BEFORE_THE_RECIPE, CLASSICAL, REPO, add_run_arguments, markdown, measure_rows,
+from benchmarks.common import (BEFORE_THE_RECIPE, CLASSICAL, REPO, add_run_arguments, measure_rows,
                                prepare_corpus, run_classical, run_neural, write_results)
 from evaluation import load_tag_metric
 
@@ -74,7 +75,7 @@ def main(argv=None):
     def written(rows):
         for row in rows:
             row["default"] = row["model"] == DEFAULT_ROW
-        write_results(stem, settings, rows, markdown(rows, settings, COLUMNS))
+        write_results(stem, settings, rows, COLUMNS, args.update)
 
     stem = Path(args.results)
     rows = measure_rows(args.models, seeds_of, run_one, on_row=written)

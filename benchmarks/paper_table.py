@@ -17,8 +17,8 @@ Writes benchmarks/results/paper_table.{json,md,png}.
 import argparse
 from pathlib import Path
 
-from benchmarks.common import (CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows,
-                               merged_rows, prepare_corpus, run_classical, run_neural, write_results)
+from benchmarks.common import (CLASSICAL, REPO, add_run_arguments, budget_arguments, measure_rows,
+                               prepare_corpus, run_classical, run_neural, write_results)
 from evaluation import K_VALUES, load_tag_metric
 
 
@@ -48,8 +48,6 @@ def parse_args(argv=None):
     p.add_argument("--output_dir", default="outputs/paper_table")
     p.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--results_name", help="file stem (default: paper_table, or paper_table_device)")
-    p.add_argument("--update", action="store_true",
-                   help="replace only the rows run now in the existing results (same settings required)")
     args = p.parse_args(argv)
     for name, value in (DEVICE_SCALE if args.device_scale else CPU_BUDGET).items():
         if getattr(args, name) is None:
@@ -96,12 +94,9 @@ def main(argv=None):
 
     results = Path(args.results_dir)
     stem = results / (args.results_name or ("paper_table_device" if args.device_scale else "paper_table"))
-    if args.update:
-        rows = merged_rows(stem.with_suffix(".json"), settings, rows)
-    table = markdown(rows, settings, COLUMNS)
-    write_results(stem, settings, rows, table)
+    rows = write_results(stem, settings, rows, COLUMNS, args.update)
     bar_chart(rows, stem.with_suffix(".png"))
-    print("\n" + table)
+    print("\n" + stem.with_suffix(".md").read_text())
     return rows
 
 

@@ -16,7 +16,7 @@ on validation and is scored once on test. Writes ``--results``.{json,md} after e
 import argparse
 from pathlib import Path
 
-from benchmarks.common import (CLASSICAL, REPO, add_run_arguments, budget_arguments, markdown, measure_rows,
+from benchmarks.common import (CLASSICAL, REPO, add_run_arguments, budget_arguments, measure_rows,
                                prepare_corpus, run_classical, run_neural, write_results)
 from evaluation import load_tag_metric
 
@@ -73,7 +73,7 @@ def main(argv=None):
 
     stem = Path(args.results)
     rows = measure_rows(args.variants, args.seeds, run_one,
-                        on_row=lambda rows: write_results(stem, settings, rows, markdown(rows, settings, COLUMNS)))
+                        on_row=lambda rows: write_results(stem, settings, rows, COLUMNS, args.update))
     print("\n" + stem.with_suffix(".md").read_text())
     return rows
 

@@ -14,7 +14,7 @@ Writes benchmarks/results/sog_ablation.{json,md} after every row, so a stopped r
 import argparse
 from pathlib import Path
 
-from benchmarks.common import REPO, add_run_arguments, budget_arguments, markdown, measure_rows, merged_rows, prepare_corpus, \
+from benchmarks.common import REPO, add_run_arguments, budget_arguments, measure_rows, prepare_corpus, \
     run_neural, write_results
 
 SOG = ["--model", "sog", "--attention_layout", "paper"]
@@ -41,8 +41,6 @@ def parse_args(argv=None):
     p.add_argument("--output_dir", default="outputs/sog_ablation")
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "sog_ablation"),
                    help="path stem of the .json and .md written")
-    p.add_argument("--update", action="store_true",
-                   help="keep the other rows of the existing results (same settings required)")
     return p.parse_args(argv)
 
 
@@ -53,14 +51,10 @@ def main(argv=None):
     settings["epochs"] = args.num_train_epochs
     results = Path(args.results)
 
-    def write(rows):
-        rows = merged_rows(results.with_suffix(".json"), settings, rows) if args.update else rows
-        write_results(results, settings, rows, markdown(rows, settings, COLUMNS))
-
     budget = budget_arguments(args, args.num_train_epochs)
     rows = measure_rows(args.variants, args.seeds, lambda name, seed: {**run_neural(
         name, VARIANTS[name], args, corpus_dir, seed, output_dir, budget), "arguments": VARIANTS[name]},
-                        on_row=write)
+                        on_row=lambda rows: write_results(results, settings, rows, COLUMNS, args.update))
     print("\n" + results.with_suffix(".md").read_text())
     return rows
 

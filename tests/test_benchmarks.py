@@ -1,5 +1,5 @@
 """The helpers every published table goes through: mean and spread over seeds, the tie rule's standard error,
-the Markdown cells, and --update refusing to merge rows made under other settings."""
+the Markdown cells, and --update refusing to merge rows made under other settings (rows keep their own seeds)."""
 
 import json
 import math
@@ -44,9 +44,26 @@ def test_update_refuses_rows_made_under_other_settings(tmp_path):
     path = tmp_path / "table.json"
     path.write_text(json.dumps({"settings": SETTINGS, "rows": [common.over_seeds([run(1, 0.0)])]}))
     with pytest.raises(ValueError, match="train_posts"):
-        common.merged_rows(path, {**SETTINGS, "train_posts": 11}, [])
-    merged = common.merged_rows(path, SETTINGS, [{**common.over_seeds([run(1, 1.0)]), "model": "BR"}])
-    assert [row["model"] for row in merged] == ["SOG", "BR"]
+        common.merged_results(path, {**SETTINGS, "train_posts": 11}, [])
+    settings, merged = common.merged_results(path, SETTINGS, [{**common.over_seeds([run(1, 1.0)]), "model": "BR"}])
+    assert [row["model"] for row in merged] == ["SOG", "BR"] and settings["seeds"] == [1]
+
+
+def test_update_over_sittings_lets_each_row_keep_its_own_seeds(tmp_path):
+    # a long table measured in sittings: SOG with three seeds first, then BR with two (other seeds, not an error)
+    stem, columns = tmp_path / "table", [("train s", "train_seconds", ".0f")]
+    sog = common.over_seeds([run(seed, float(seed), train_seconds=1.0) for seed in (1, 2, 3)])
+    common.write_results(stem, {**SETTINGS, "seeds": [1, 2, 3]}, [sog], columns, update=True)   # no file yet
+    br = {**common.over_seeds([run(seed, 0.0, train_seconds=1.0) for seed in (1, 2)]), "model": "BR"}
+    rows = common.write_results(stem, {**SETTINGS, "seeds": [1, 2]}, [br], columns, update=True)
+    written = json.loads(stem.with_suffix(".json").read_text())
+    assert [(row["model"], row["seeds"]) for row in rows] == [("SOG", [1, 2, 3]), ("BR", [1, 2])]
+    assert written["rows"] == rows and written["settings"]["seeds"] == [1, 2, 3]
+    table = stem.with_suffix(".md").read_text()
+    assert "| SOG | 82.00 ± 1.00 |" in table and "| BR | 80.00 ± 0.00 |" in table
+    # without --update the file holds this run's rows only
+    assert [row["model"] for row in common.write_results(stem, SETTINGS, [br], columns)] == ["BR"]
+    assert [row["model"] for row in json.loads(stem.with_suffix(".json").read_text())["rows"]] == ["BR"]
 
 
 def test_scale_measures_start_up_memory_up_to_the_marker_and_leaves_out_mapped_files(tmp_path):
