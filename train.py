@@ -295,13 +295,12 @@ class TrainingData:
 
     @classmethod
     def encode(cls, args, accelerator, model, tokenizer, train_split, vocabulary) -> "TrainingData":
-        tag2id = {t: i for i, t in enumerate(vocabulary)}
         with accelerator.main_process_first():   # one process tokenises; the others read its cache
             encoded = train_split.map(
                 encode_training_batch, batched=True, batch_size=1000, num_proc=args.preprocessing_num_workers,
                 remove_columns=train_split.column_names, load_from_cache_file=not args.overwrite_cache,
                 fn_kwargs={"units": model.units, "tokenizer": tokenizer, "context_layout": model.context_layout,
-                           "tag2id": tag2id, "with_bags": model.lexical is not None},
+                           "tag2id": model.config.label2id, "with_bags": model.lexical is not None},
                 desc="tokenising the train split")
             kept = encoded.filter(lambda tag_ids: [bool(ids) for ids in tag_ids], input_columns=["tag_ids"],
                                   batched=True, num_proc=args.preprocessing_num_workers,
@@ -372,7 +371,7 @@ def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, valid
     if args.lexical_mode == "joint":
         fit_idf_only(model, sampled.bags)
         return {"bags": training.bags}, {"mode": "joint"}, time.perf_counter() - start
-    tag2id = {t: i for i, t in enumerate(training.vocabulary)}
+    tag2id = model.config.label2id   # the model's tags are the train split's vocabulary, in its order
     validation_ids = [[tag2id[t] for t in tags if t in tag2id] for tags in validation.gold]
     expert = fit_expert(sampled.bags, list(sampled.tag_ids), model.units.piece_bags(validation.posts, tokenizer),
                         validation_ids, model.config.num_tags, model.config.vocab_size, args.lexical_c_grid,
