@@ -87,16 +87,25 @@ def check_corpus(corpus, name: str) -> datasets.DatasetDict:
     return corpus
 
 
+def group_keys(table) -> list[str]:
+    """Each post's group, the unit the builders' hash splits move whole (a Debian source package; the post's own id
+    where the corpus has no ``group`` column or the cell is empty)."""
+    ids = [str(i) for i in table["id"]]
+    if "group" not in table.column_names:
+        return ids
+    return [group or post_id for group, post_id in zip(table["group"], ids)]
+
+
 def carve_validation(train_split, percentage: float):
     """Split a train split into (train, validation) by the hash of each post's group (its id when the corpus
     has no ``group`` column): groups go to validation in hash order until it holds ``percentage`` % of the
     posts, and at least MIN_VALIDATION_POSTS where that stays under MAX_VALIDATION_SHARE of train."""
     if not 0 < percentage < 100:
         raise ValueError(f"--validation_split_percentage must be between 0 and 100, got {percentage}")
-    keys = train_split["group"] if "group" in train_split.column_names else [str(i) for i in train_split["id"]]
+    keys = group_keys(train_split)
     members = {}
     for row, key in enumerate(keys):
-        members.setdefault(key or str(train_split[row]["id"]), []).append(row)
+        members.setdefault(key, []).append(row)
     if len(members) < 2:
         raise ValueError(f"cannot carve a validation split from a train split of {len(members)} group(s); "
                          "give the corpus a 'validation' split or more posts")

@@ -2,6 +2,7 @@
 for every post of a split exactly once across processes, and the predictions files a run leaves."""
 
 import json
+import sys
 from pathlib import Path
 
 import evaluate
@@ -14,6 +15,13 @@ K_VALUES = (1, 3, 5)
 
 def load_tag_metric():
     return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+
+
+def per_post_scores(metric, predictions, references, k: int) -> dict:
+    """Each post's P@1 (0 or 1) and R@``k``, by the metric module's own hits (so a hit means what it means in
+    ``score``): what the scores average, for error bars that need the posts one by one."""
+    hits, gold_sizes = sys.modules[type(metric).__module__].hit_matrix(predictions, references, k)
+    return {"P@1": hits[:, 0].astype(float).tolist(), f"R@{k}": (hits.sum(axis=1) / gold_sizes).tolist()}
 
 
 def score(metric, predictions, references) -> dict:

@@ -3,8 +3,9 @@ spread over seeds, the classical baselines, and one Markdown renderer.
 
 Rules every table follows: the epoch (or the C of TF-IDF + LR) is chosen on the validation split, never on test;
 every neural row is trained with several seeds (``--seeds``) and reported as mean and standard deviation; the
-settings line gives one standard error of P@1 for the test size, and a difference under two standard errors
-reads as a tie.
+settings line gives one standard error of P@1 for the test size and, from each row's own test predictions, the
+standard errors of P@1 and R@5 counting the posts of one group as one draw (``"P@1_se"``, ``"R@5_se"``); a difference
+under two standard errors reads as a tie.
 """
 
 import json
@@ -13,15 +14,16 @@ import platform
 import re
 import statistics
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 import train
 from classical_baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline
-from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
+from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, group_keys, load_corpus, prepare_splits
 from data_builders.__main__ import write_folder
-from evaluation import K_VALUES, score
+from evaluation import K_VALUES, load_tag_metric, per_post_scores, score
 from score_tables import score_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +113,7 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
     summary = reusable_summary(output / "train_summary.json", argv) if getattr(args, "reuse_runs", False) else None
     if summary is None:
         summary = train.main(argv)
+    errors = test_standard_errors_of_run(output / train.TEST_PREDICTIONS, load_corpus(str(corpus_dir))["test"])
     validation_key = f"validation_{summary['metric_for_best_model']}"
     posts_trained = summary["epochs_trained"] * summary["train_posts"]
     return {"model": name, "seed": seed, **percent_row(summary["test"]),
@@ -124,7 +127,7 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
             "generate_posts_per_s": round(summary["test_posts"] / max(summary["test_generate_seconds"], 1e-9), 2),
             "test_expected_calibration_error": round(summary["test_calibration"].get("expected_calibration_error",
                                                                                     float("nan")), 4),
-            **lexical_columns(summary.get("lexical_expert"))}
+            **lexical_columns(summary.get("lexical_expert")), **errors}
 
 
 def lexical_columns(expert: dict | None) -> dict:
@@ -177,7 +180,8 @@ def run_classical(name: str, splits, metric, seed: int) -> dict:
     row = {"model": name, "seed": seed, **percent_row(scorer(predictions, tags["test"])),
            "train_seconds": round(fitted - start, 1),
            "train_posts_per_s": round(len(posts["train"]) / max(fitted - start, 1e-9), 2),
-           "generate_posts_per_s": round(len(posts["test"]) / max(done - fitted, 1e-9), 2)}
+           "generate_posts_per_s": round(len(posts["test"]) / max(done - fitted, 1e-9), 2),
+           **test_standard_errors(metric, predictions, tags["test"], group_keys(splits["test"]))}
     if name == "TF-IDF + LR":
         row["chosen_C"] = model.c
     return row
@@ -220,6 +224,47 @@ def p_at_1_standard_error(p_at_1: float, test_posts: int) -> float:
     return 100 * math.sqrt(share * (1 - share) / max(1, test_posts))
 
 
+def test_standard_errors(metric, predictions, references, groups) -> dict:
+    """``"P@1_se"`` and ``"R@5_se"`` of one row's test scores, in points, counting the posts of one group as one
+    draw (the builders' hash split moves a whole group to test: a Debian source package's binary packages, with
+    near-identical descriptions and tags, are right or wrong together)."""
+    k = max(K_VALUES)
+    per_post = per_post_scores(metric, predictions, references, k)
+    return {f"{m}_se": round(clustered_standard_error(per_post[m], groups), 2) for m in ("P@1", f"R@{k}")}
+
+
+def test_standard_errors_of_run(predictions_file: Path, test) -> dict:
+    """``test_standard_errors`` of a train.py run, from the test predictions it wrote (each line names its post's
+    id and gold tags) and the groups of the test table it was scored on."""
+    group_of = dict(zip((str(i) for i in test["id"]), group_keys(test)))
+    with open(predictions_file, encoding="utf-8") as stream:
+        lines = [json.loads(line) for line in stream if line.strip()]
+    unknown = [line["id"] for line in lines if str(line["id"]) not in group_of]
+    if unknown or len(lines) != len(group_of):
+        raise ValueError(f"{predictions_file}: {len(lines)} predictions for a test split of {len(group_of)} posts"
+                         + (f"; ids not in it, first: {unknown[0]!r}" if unknown else "")
+                         + ": the run was scored on another split (train it again, without --reuse_runs)")
+    return test_standard_errors(load_tag_metric(), [[tag["label"] for tag in line["predicted"]] for line in lines],
+                                [line["gold"] for line in lines], [group_of[str(line["id"])] for line in lines])
+
+
+def clustered_standard_error(values: list[float], groups: list[str]) -> float:
+    """The standard error (in points) of the mean of per-post ``values`` (fractions) when posts were drawn in
+    ``groups``: the cluster-robust estimate, sqrt(G / (G - 1) * sum over groups of (the group's summed deviation
+    from the mean)^2) / n. With one post per group it is the usual standard error of a mean (for P@1: the binomial
+    one, times sqrt(n / (n - 1)))."""
+    if len(values) != len(groups):
+        raise ValueError(f"{len(values)} values but {len(groups)} groups: one group per post")
+    mean = math.fsum(values) / len(values)
+    deviation = defaultdict(float)
+    for value, group in zip(values, groups):
+        deviation[group] += value - mean
+    if len(deviation) < 2:
+        return float("nan")
+    spread = len(deviation) / (len(deviation) - 1) * math.fsum(d * d for d in deviation.values())
+    return 100 * math.sqrt(spread) / len(values)
+
+
 def settings_line(settings: dict, rows: list[dict]) -> str:
     # The binomial error depends on the level: at the median row's P@1, not at a fixed guess.
     level = statistics.median(row["P@1"] for row in rows)
@@ -228,7 +273,21 @@ def settings_line(settings: dict, rows: list[dict]) -> str:
     return (f"Settings: {described}\n\nOne standard error of P@1 near {level:.0f} (the median row) on "
             f"{settings['test_posts']} test posts: "
             f"{error:.1f} points (of a difference between two rows: {error * math.sqrt(2):.1f}); a difference under "
-            f"two standard errors is a tie. " + cells_meaning(settings) + "\n")
+            f"two standard errors is a tie. " + grouped_errors(rows) + cells_meaning(settings) + "\n")
+
+
+def grouped_errors(rows: list[dict]) -> str:
+    """The rows' standard errors with the posts of one group counted as one draw (rows measured before they were
+    recorded have none, and are left out)."""
+    measured = [row for row in rows if "P@1_se" in row]
+    if not measured:
+        return ""
+    span = lambda key: (f"{min(r[key] for r in measured):.1f}" + (
+        f" to {max(r[key] for r in measured):.1f}" if len({r[key] for r in measured}) > 1 else ""))
+    return (f"Counting the posts of one group (what the split moves whole: a source package on debtags) as one draw, "
+            f"one standard error is {span('P@1_se')} points of P@1 and {span('R@5_se')} of R@5 over the "
+            f"{len(measured)} row(s) that recorded it (`P@1_se`, `R@5_se` in the JSON); where it is the larger, the "
+            f"tie rule uses it. ")
 
 
 def cells_meaning(settings: dict) -> str:

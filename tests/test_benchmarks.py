@@ -1,9 +1,11 @@
-"""The helpers every published table goes through: mean and spread over seeds, the tie rule's standard error,
-the Markdown cells, and --update refusing to merge rows made under other settings (rows keep their own seeds)."""
+"""The helpers every published table goes through: mean and spread over seeds, the tie rule's standard errors
+(the test size's, and the one counting a group's posts as one draw), the Markdown cells, and --update refusing to
+merge rows made under other settings (rows keep their own seeds)."""
 
 import json
 import math
 
+import datasets
 import pytest
 
 from benchmarks import common
@@ -29,6 +31,43 @@ def test_standard_error_of_p_at_1_by_hand():
     assert common.p_at_1_standard_error(80, 400) == pytest.approx(2.0)
     line = common.settings_line(SETTINGS, [{"P@1": 70.0}, {"P@1": 80.0}, {"P@1": 95.0}])
     assert "near 80 (the median row)" in line and "2.0 points" in line
+
+
+def test_clustered_standard_error_by_hand_counts_a_group_as_one_draw():
+    # one post per group: sqrt(4 / 3 * 4 * 0.25) / 4 = 0.2887, the usual standard error of a mean of four 0/1
+    assert common.clustered_standard_error([1, 1, 0, 0], ["a", "b", "c", "d"]) == pytest.approx(28.87, abs=0.01)
+    # two groups whose posts are right or wrong together: deviations +1 and -1, sqrt(2 / 1 * 2) / 4 = 0.5
+    assert common.clustered_standard_error([1, 1, 0, 0], ["a", "a", "b", "b"]) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="one group per post"):
+        common.clustered_standard_error([1, 0], ["a"])
+
+
+def test_a_run_s_standard_errors_come_from_its_predictions_and_the_test_groups(tmp_path):
+    test = datasets.Dataset.from_dict({"id": ["p1", "p2", "p3", "p4"], "group": ["mono", "mono", "", "x"],
+                                       "tags": [["a"], ["a", "b"], ["c"], ["d"]]})
+    predicted = {"p1": ["b", "a"], "p2": ["b", "c"], "p3": ["c"], "p4": ["d", "a"]}
+    lines = [{"id": i, "gold": g, "predicted": [{"label": t} for t in predicted[i]]}
+             for i, g in zip(test["id"], test["tags"])]
+    file = tmp_path / "eval_predictions.jsonl"
+    file.write_text("\n".join(json.dumps(line) for line in reversed(lines)) + "\n")   # order must not matter
+    errors = common.test_standard_errors_of_run(file, test)
+    # P@1 per post 0, 1, 1, 1 in groups mono, mono, p3 (the empty group is the post's own), x
+    assert errors["P@1_se"] == pytest.approx(round(common.clustered_standard_error(
+        [0, 1, 1, 1], ["mono", "mono", "p3", "x"]), 2))
+    # R@5 per post 1, 0.5, 1, 1
+    assert errors["R@5_se"] == pytest.approx(round(common.clustered_standard_error(
+        [1, 0.5, 1, 1], ["mono", "mono", "p3", "x"]), 2))
+    file.write_text(json.dumps({**lines[0], "id": "elsewhere"}) + "\n")
+    with pytest.raises(ValueError, match="eval_predictions.jsonl.*'elsewhere'.*another split"):
+        common.test_standard_errors_of_run(file, test)
+
+
+def test_settings_line_gives_the_grouped_errors_of_the_rows_that_have_them():
+    rows = [{"P@1": 90.0, "P@1_se": 3.5, "R@5_se": 1.3}, {"P@1": 92.0, "P@1_se": 0.6, "R@5_se": 1.2},
+            {"P@1": 91.0}]
+    line = common.settings_line({**SETTINGS, "test_posts": 3000}, rows)
+    assert "0.6 to 3.5 points of P@1 and 1.2 to 1.3 of R@5 over the 2 row(s)" in line
+    assert "one draw" not in common.settings_line(SETTINGS, [{"P@1": 80.0}])
 
 
 def test_markdown_shows_spread_only_when_there_is_one():
