@@ -189,5 +189,9 @@ class Split:
     def gold(self) -> list:
         return [list(tags) for tags in column(self.data, "tags")]
 
+    @cached_property
+    def groups(self) -> list[str]:
+        return group_keys(self.data)
+
     def __len__(self) -> int:
         return len(self.data)

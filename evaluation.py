@@ -2,7 +2,9 @@
 for every post of a split exactly once across processes, and the predictions files a run leaves."""
 
 import json
+import math
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import evaluate
@@ -24,6 +26,28 @@ def per_post_scores(metric, predictions, references, k: int) -> dict:
     return {"P@1": hits[:, 0].astype(float).tolist(), f"R@{k}": (hits.sum(axis=1) / gold_sizes).tolist()}
 
 
+def clustered_standard_error(values: list[float], groups: list[str]) -> float:
+    """The standard error (in points) of the mean of per-post ``values`` (fractions) when posts were drawn in
+    ``groups``: the cluster-robust estimate, sqrt(G / (G - 1) * sum over groups of (the group's summed deviation
+    from the mean)^2) / n. With one post per group it is the usual standard error of a mean (for P@1: the binomial
+    one, times sqrt(n / (n - 1))); NaN with fewer than two groups (no spread to read)."""
+    if len(values) != len(groups):
+        raise ValueError(f"{len(values)} values but {len(groups)} groups: one group per post")
+    mean = math.fsum(values) / len(values)
+    deviation = defaultdict(float)
+    for value, group in zip(values, groups):
+        deviation[group] += value - mean
+    if len(deviation) < 2:
+        return float("nan")
+    spread = len(deviation) / (len(deviation) - 1) * math.fsum(d * d for d in deviation.values())
+    return 100 * math.sqrt(spread) / len(values)
+
+
+def labels(predictions) -> list[list[str]]:
+    """Each post's generated tags (``generate_tags``' dicts, as the predictions files hold them) as ranked labels."""
+    return [[tag["label"] for tag in predicted] for predicted in predictions]
+
+
 def score(metric, predictions, references) -> dict:
     """P/R/F1/nDCG@1,3,5 in percent (``n``: the number of posts), through the project's evaluate module."""
     scores = metric.compute(predictions=predictions, references=references, k=list(K_VALUES))
@@ -43,8 +67,8 @@ def generate_and_score(accelerator, model, tokenizer, split, num_tags: int, batc
     if sorted(predictions) != list(range(len(posts))) or len(gathered) != len(posts):
         raise RuntimeError(f"evaluation covered {len(predictions)} distinct of {len(posts)} posts "
                            f"({len(gathered)} gathered)")
-    ranked = [[tag["label"] for tag in predictions[i]] for i in range(len(posts))]
-    return score(metric, ranked, split.gold), [predictions[i] for i in range(len(posts))]
+    predictions = [predictions[i] for i in range(len(posts))]
+    return score(metric, labels(predictions), split.gold), predictions
 
 
 def write_predictions(path, split, predictions):

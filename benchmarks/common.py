@@ -14,7 +14,6 @@ import platform
 import re
 import statistics
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ import train
 from classical_baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, group_keys, load_corpus, prepare_splits
 from data_builders.__main__ import write_folder
-from evaluation import K_VALUES, load_tag_metric, per_post_scores, score
+from evaluation import K_VALUES, clustered_standard_error, labels, load_tag_metric, per_post_scores, score
 from score_tables import score_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,25 +243,8 @@ def test_standard_errors_of_run(predictions_file: Path, test) -> dict:
         raise ValueError(f"{predictions_file}: {len(lines)} predictions for a test split of {len(group_of)} posts"
                          + (f"; ids not in it, first: {unknown[0]!r}" if unknown else "")
                          + ": the run was scored on another split (train it again, without --reuse_runs)")
-    return test_standard_errors(load_tag_metric(), [[tag["label"] for tag in line["predicted"]] for line in lines],
+    return test_standard_errors(load_tag_metric(), labels(line["predicted"] for line in lines),
                                 [line["gold"] for line in lines], [group_of[str(line["id"])] for line in lines])
-
-
-def clustered_standard_error(values: list[float], groups: list[str]) -> float:
-    """The standard error (in points) of the mean of per-post ``values`` (fractions) when posts were drawn in
-    ``groups``: the cluster-robust estimate, sqrt(G / (G - 1) * sum over groups of (the group's summed deviation
-    from the mean)^2) / n. With one post per group it is the usual standard error of a mean (for P@1: the binomial
-    one, times sqrt(n / (n - 1)))."""
-    if len(values) != len(groups):
-        raise ValueError(f"{len(values)} values but {len(groups)} groups: one group per post")
-    mean = math.fsum(values) / len(values)
-    deviation = defaultdict(float)
-    for value, group in zip(values, groups):
-        deviation[group] += value - mean
-    if len(deviation) < 2:
-        return float("nan")
-    spread = len(deviation) / (len(deviation) - 1) * math.fsum(d * d for d in deviation.values())
-    return 100 * math.sqrt(spread) / len(values)
 
 
 def settings_line(settings: dict, rows: list[dict]) -> str:

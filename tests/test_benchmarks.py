@@ -9,6 +9,7 @@ import datasets
 import pytest
 
 from benchmarks import common
+from evaluation import clustered_standard_error
 
 SCORES = {"P@1": 80.0, "P@3": 50.0, "P@5": 40.0, "R@1": 30.0, "R@3": 60.0, "R@5": 70.0}
 SETTINGS = {"dataset": "debtags", "train_posts": 10, "validation_posts": 5, "test_posts": 400, "seeds": [1, 2]}
@@ -35,11 +36,11 @@ def test_standard_error_of_p_at_1_by_hand():
 
 def test_clustered_standard_error_by_hand_counts_a_group_as_one_draw():
     # one post per group: sqrt(4 / 3 * 4 * 0.25) / 4 = 0.2887, the usual standard error of a mean of four 0/1
-    assert common.clustered_standard_error([1, 1, 0, 0], ["a", "b", "c", "d"]) == pytest.approx(28.87, abs=0.01)
+    assert clustered_standard_error([1, 1, 0, 0], ["a", "b", "c", "d"]) == pytest.approx(28.87, abs=0.01)
     # two groups whose posts are right or wrong together: deviations +1 and -1, sqrt(2 / 1 * 2) / 4 = 0.5
-    assert common.clustered_standard_error([1, 1, 0, 0], ["a", "a", "b", "b"]) == pytest.approx(50.0)
+    assert clustered_standard_error([1, 1, 0, 0], ["a", "a", "b", "b"]) == pytest.approx(50.0)
     with pytest.raises(ValueError, match="one group per post"):
-        common.clustered_standard_error([1, 0], ["a"])
+        clustered_standard_error([1, 0], ["a"])
 
 
 def test_a_run_s_standard_errors_come_from_its_predictions_and_the_test_groups(tmp_path):
@@ -52,10 +53,10 @@ def test_a_run_s_standard_errors_come_from_its_predictions_and_the_test_groups(t
     file.write_text("\n".join(json.dumps(line) for line in reversed(lines)) + "\n")   # order must not matter
     errors = common.test_standard_errors_of_run(file, test)
     # P@1 per post 0, 1, 1, 1 in groups mono, mono, p3 (the empty group is the post's own), x
-    assert errors["P@1_se"] == pytest.approx(round(common.clustered_standard_error(
+    assert errors["P@1_se"] == pytest.approx(round(clustered_standard_error(
         [0, 1, 1, 1], ["mono", "mono", "p3", "x"]), 2))
     # R@5 per post 1, 0.5, 1, 1
-    assert errors["R@5_se"] == pytest.approx(round(common.clustered_standard_error(
+    assert errors["R@5_se"] == pytest.approx(round(clustered_standard_error(
         [1, 0.5, 1, 1], ["mono", "mono", "p3", "x"]), 2))
     file.write_text(json.dumps({**lines[0], "id": "elsewhere"}) + "\n")
     with pytest.raises(ValueError, match="eval_predictions.jsonl.*'elsewhere'.*another split"):
@@ -127,3 +128,23 @@ def test_scale_refuses_a_size_of_no_posts_and_names_the_option(capsys):
         parse_args(["--suggest_sizes", "0"])
     assert "--suggest_sizes must be numbers of posts above 0" in capsys.readouterr().err
     assert parse_args(["--suggest_sizes"]).suggest_sizes == []        # no size given: no suggest rows
+
+
+def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_encoder):
+    # the same rule on the same checkpoint and rebuilt splits: the same weights and, scored once more, the same test
+    import train
+    from benchmarks import expert_weights
+    folder = tmp_path / "run"
+    train.main(["--max_train_samples", "40", "--max_validation_samples", "16", "--max_eval_samples", "10",
+                "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
+                "--model_name_or_path", tiny_encoder, "--num_train_epochs", "1", "--lexical_c_grid", "4",
+                "--output_dir", str(folder)])
+    summary = json.loads((folder / "train_summary.json").read_text())
+    stem = tmp_path / "results" / "expert_weights"
+    [row] = expert_weights.main([str(folder), "--results", str(stem)])
+    assert row["weight"] == row["weight_before"] == summary["lexical_expert"]["weight"]
+    assert row["later_weight"] == row["later_weight_before"] == summary["lexical_expert"]["later_weight"]
+    assert row["validation_posts"] == 16 and row["test_posts"] == 10
+    assert row["test_after"] == row["test_before"] and set(row["test_after_se"]) == {"P@1_se", "R@5_se"}
+    assert json.loads(stem.with_suffix(".json").read_text())["rows"] == [json.loads(json.dumps(row))]
+    assert f"| {row['weight_before']:g} → {row['weight']:g} |" in stem.with_suffix(".md").read_text()

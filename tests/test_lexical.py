@@ -159,6 +159,34 @@ def test_a_joint_expert_learns_through_the_encoders_loss(tokenizer):
     assert model.lexical.bias.grad.abs().sum() > 0
 
 
+def rule(score, gain_se, anchor):
+    """best_lexical_weight's rule, read back from what a run records: the anchor unless a weight beats it by more
+    than two standard errors of the gain; then the best of those, ties nearest the anchor."""
+    clear = [w for w in score if score[w] - score[anchor] > 2 * gain_se[w]]
+    return max(clear, key=lambda w: (score[w], -abs(w - anchor))) if clear else anchor
+
+
+def test_the_expert_s_weight_leaves_the_anchor_only_for_a_gain_beyond_two_standard_errors():
+    anchor = [1.0] * 50 + [0.0] * 50                                      # 100 validation posts, P@1 50
+    clear_gain = [1.0] * 70 + [0.0] * 30                                  # +20 points on 20 posts
+    small_gain = [1.0] * 51 + [0.0] * 49                                  # +1 point: one post
+    singletons = [str(i) for i in range(100)]
+    scores = {1.0: anchor, 2.0: clear_gain, 4.0: small_gain}
+    chosen, tried, gain_se = train.best_lexical_weight([0.0, 1.0, 2.0, 4.0], lambda w: scores.get(w, anchor[::-1]),
+                                                       1.0, singletons)
+    assert chosen == 2.0 and tried == {0.0: 50.0, 1.0: 50.0, 2.0: 70.0, 4.0: 51.0}
+    assert gain_se[1.0] == 0 and gain_se[2.0] == pytest.approx(100 * (0.2 * 0.8 * 100 / 99) ** 0.5 / 10, abs=1e-3)
+    assert train.best_lexical_weight([1.0, 4.0], scores.get, 1.0, singletons)[0] == 1.0     # one post: a tie
+    # the same 20 posts gained, but all of one group (one source package): one draw, no longer clear
+    clustered = ["mono" if 50 <= i < 70 else str(i) for i in range(100)]
+    assert train.best_lexical_weight([1.0, 2.0], scores.get, 1.0, clustered)[0] == 1.0
+    # equal clear gains: the weight nearest the anchor
+    assert train.best_lexical_weight([0.25, 1.0, 4.0], lambda w: anchor if w == 1.0 else clear_gain, 1.0,
+                                     singletons)[0] == 0.25
+    # fewer than two groups: no spread to read, the anchor stays
+    assert train.best_lexical_weight([1.0, 2.0], scores.get, 1.0, ["one"] * 100)[0] == 1.0
+
+
 @pytest.mark.parametrize("mode", ["mix", "prior"])
 def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mode):
     summary = train.main(["--max_train_samples", "60", "--max_validation_samples", "20", "--max_eval_samples", "12",
@@ -170,21 +198,21 @@ def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mo
     assert expert["mode"] == mode and expert["C"] in (4.0, 16.0) and set(expert["validation_P@1_by_C"]) == {4.0, 16.0}
     assert expert["cross_fitted"] == (mode == "prior")
     assert expert["weight"] in train.LEXICAL_WEIGHTS and len(expert["validation_by_weight"]) == len(train.LEXICAL_WEIGHTS)
-    assert expert["validation_by_weight"][expert["weight"]] == max(expert["validation_by_weight"].values())
+    assert expert["weight"] == rule(expert["validation_by_weight"], expert["validation_gain_se_by_weight"], 1.0)
     # Every evaluation chooses its own weight and is scored (so compared) at it: greedy decoding's first tag is the
     # first step's, so the full decoding's P@1 is the chosen weight's one-step P@1.
     history = summary["history"]
     assert len(history) > 1
     for row in history:
         tried = row["P@1_by_lexical_weight"]
-        assert row["lexical_weight"] == max(train.LEXICAL_WEIGHTS, key=lambda w: (tried[w], -abs(w - 1.0)))
+        assert row["lexical_weight"] == rule(tried, row["P@1_gain_se_by_lexical_weight"], 1.0)
         assert round(row["validation_precision@1"], 2) == tried[row["lexical_weight"]]
     best = max(history, key=lambda row: row["validation_precision@1"])
     assert expert["weight"] == best["lexical_weight"] and summary["validation"]["precision@1"] == \
         best["validation_precision@1"]
     # SOG decodes in steps: the weight after the first tag is fitted on validation R@5 (P@1 cannot move)
     later = expert["validation_R@5_by_later_weight"]
-    assert expert["later_weight"] == max(train.LEXICAL_WEIGHTS, key=lambda w: (later[w], -abs(w - expert["weight"])))
+    assert expert["later_weight"] == max(later, key=lambda w: (later[w], -abs(w - expert["weight"])))
     assert round(summary["validation"]["recall@5"], 2) == later[expert["later_weight"]]
     assert summary["train_seconds"] >= expert["seconds"]                     # the fit is training time
     config = json.loads((tmp_path / "config.json").read_text())

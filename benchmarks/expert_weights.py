@@ -1,0 +1,121 @@
+"""The lexical expert's weights fitted again, by this checkout's ``train.py``, on runs already trained: for each
+``train.py`` output folder of a model with a frozen expert (mix, prior), the first step's weight is chosen on the
+run's validation P@1 (``train.fit_lexical_weight``) and, for generators (SOG, AR), the later steps' weight on its
+validation R@5 (``train.fit_later_lexical_weight``), as ``train.py`` does; the run's test split is scored once
+with them, next to the run's own test scores.
+
+    python -m benchmarks.expert_weights outputs/equal_cost/sog_train.py_defaults__seed42 [...] \
+        --results benchmarks/results/expert_weights
+
+What it measures: a change in how the weights are chosen, on the same checkpoints (each run's own chosen
+checkpoint: a summary keeps only that one's weights, so whether the new rule would have chosen another evaluation
+is not measured). Each run's splits are rebuilt from its own arguments (``train_summary.json``), so validation and
+test are the posts it was trained and scored with; the test errors count the posts of one group as one draw.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from accelerate import Accelerator
+from transformers import AutoTokenizer
+
+import train
+from benchmarks.common import REPO, machine, percent_row, test_standard_errors
+from corpora import Split, load_corpus
+from evaluation import generate_and_score, labels, load_tag_metric
+from recipe import MODEL_CLASSES
+
+SPLIT_ARGUMENTS = ("dataset", "data_dir", "seed", "validation_split_percentage", "max_train_samples",
+                   "max_validation_samples", "max_eval_samples")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="train.py output folders (train_summary.json, the saved model)")
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "expert_weights"))
+    p.add_argument("--batch_size", type=int, default=64)
+    return p.parse_args(argv)
+
+
+def run_splits(summary: dict) -> tuple[Split, Split]:
+    """The validation and test splits of a run, rebuilt from its own arguments."""
+    saved = summary["args"]
+    argv = ["--output_dir", "unused"]
+    for name in SPLIT_ARGUMENTS:
+        if saved.get(name) is not None:
+            argv += [f"--{name}", str(saved[name])]
+    args = train.parse_args(argv)
+    _, validation, test, _ = train.splits_of(load_corpus(args.dataset, args.data_dir), args)
+    return Split.of("validation", validation), Split.of("test", test)
+
+
+def corpus_name(saved: dict) -> str:
+    """What a run read, in short: the last two parts of its corpus path (or builder name and raw data folder)."""
+    where = saved["data_dir"] or saved["dataset"]
+    return "/".join(Path(where).parts[-2:]) if where else "the bundled sample"
+
+
+def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
+    summary = json.loads((folder / "train_summary.json").read_text())
+    saved = summary["args"]
+    model = MODEL_CLASSES[saved["model"]].from_pretrained(folder).eval()   # this checkout's code, not the folder's
+    if model.lexical is None or model.config.lexical_mode == "joint":
+        raise SystemExit(f"{folder}: lexical_mode {model.config.lexical_mode!r}: only a frozen expert (mix, prior) "
+                         "has a weight to fit")
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    validation, test = run_splits(summary)
+    if len(test) != summary["test_posts"] or len(validation) != summary["validation_posts"]:
+        raise SystemExit(f"{folder}: rebuilt splits have {len(validation)} validation / {len(test)} test posts, the "
+                         f"run had {summary['validation_posts']} / {summary['test_posts']}")
+    before = {"weight": model.config.lexical_weight, "later_weight": model.config.lexical_later_weight}
+    by_weight, gain_se = train.fit_lexical_weight(accelerator, model, tokenizer, validation, metric, batch_size)
+    row = {"run": folder.name, "dataset": corpus_name(saved),
+           "validation_posts": len(validation), "validation_groups": len(set(validation.groups)),
+           "test_posts": len(test), "weight_before": before["weight"], "weight": model.config.lexical_weight,
+           "validation_P@1_by_weight": by_weight, "validation_P@1_gain_se_by_weight": gain_se}
+    if model.decodes_in_steps:
+        _, _, by_later = train.fit_later_lexical_weight(accelerator, model, tokenizer, validation, metric,
+                                                        saved["num_tags"], batch_size)
+        row.update({"later_weight_before": before["later_weight"], "later_weight": model.config.lexical_later_weight,
+                    "validation_R@5_by_later_weight": by_later})
+    scores, predictions = generate_and_score(accelerator, model, tokenizer, test, saved["num_tags"], batch_size,
+                                             metric)
+    return {**row, "test_before": percent_row(summary["test"]), "test_after": percent_row(scores),
+            "test_after_se": test_standard_errors(metric, labels(predictions), test.gold, test.groups)}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| run | dataset | validation posts (groups) | first weight: before → after | later weight: before → after "
+             "| test P@1: before / after (± grouped SE) | test R@5: before / after (± grouped SE) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        b, a, se = r["test_before"], r["test_after"], r["test_after_se"]
+        # a run trained before train.py fitted the later weight had one weight at every step: its first
+        later = ("(one pass)" if "later_weight" not in r else
+                 f"{r['weight_before'] if r['later_weight_before'] is None else r['later_weight_before']:g} → "
+                 f"{r['later_weight']:g}")
+        lines.append(f"| {r['run']} | {r['dataset']} | {r['validation_posts']} ({r['validation_groups']}) | "
+                     f"{r['weight_before']:g} → {r['weight']:g} | {later} | {b['P@1']:.2f} / {a['P@1']:.2f} "
+                     f"(± {se['P@1_se']:.2f}) | {b['R@5']:.2f} / {a['R@5']:.2f} (± {se['R@5_se']:.2f}) |")
+    return (f"Settings: machine={machine()}; each run's own checkpoint and splits; its expert weights chosen again on "
+            f"validation by this checkout's train.py; the test split scored once.\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator, metric = Accelerator(cpu=True), load_tag_metric()
+    rows = []
+    stem = Path(args.results)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for folder in args.runs:
+        rows.append(refit(Path(folder), accelerator, metric, args.batch_size))
+        print(json.dumps(rows[-1]), flush=True)
+        stem.with_suffix(".json").write_text(json.dumps({"rows": rows}, indent=1))
+        stem.with_suffix(".md").write_text(markdown(rows))
+    print("\n" + stem.with_suffix(".md").read_text())
+    return rows
+
+
+if __name__ == "__main__":
+    main()
