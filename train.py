@@ -36,8 +36,8 @@ from calibration import calibration_report, fit_score_calibration
 from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, RANKING_LOSSES, SCHEMES
 from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, column,
                      load_corpus, prepare_splits, tag_vocabulary)
-from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric, per_post_scores,
-                        read_predictions, write_predictions)
+from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric,
+                        per_post_scores, read_predictions, write_predictions)
 from hub_folder import push_hub_folder, write_hub_folder
 from inputs_sog import POST_FIELDS
 from lexical import DEFAULT_C_GRID, DEFAULT_FOLDS, DEFAULT_MAX_TRAIN_POSTS, expert_logits, fit_expert, fit_idf_only, install
@@ -646,8 +646,8 @@ def best_lexical_weight(weights, per_post_at, anchor: float, groups: list[str]) 
     anchor). This is the house rule for reading tables (a difference under two standard errors is a tie), and a tie
     keeps the anchor: on full debtags, weights 4 and 2 won 500 clustered validation posts by 0.4-0.6 points over 1,
     did no better on the 856 carved posts the runs never used (-0.5 and +0.1 for one run), and cost a whole source
-    package on test (the README's debtags readings). Returns the weight, each weight's score (in points, rounded to 0.01) and the standard error
-    of its gain over the anchor (in points)."""
+    package on test (the README's debtags readings). Returns the weight, each weight's score (in points, rounded to
+    0.01) and the standard error of its gain over the anchor (in points)."""
     per_post = {weight: per_post_at(weight) for weight in weights}
     mean = {weight: 100 * math.fsum(values) / len(values) for weight, values in per_post.items()}
     gain_se = {weight: clustered_standard_error([a - b for a, b in zip(values, per_post[anchor])], groups)

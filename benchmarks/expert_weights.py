@@ -86,8 +86,9 @@ def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| run | dataset | validation posts (groups) | first weight: before → after | later weight: before → after "
-             "| test P@1: before / after (± grouped SE) | test R@5: before / after (± grouped SE) |",
+    lines = ["| run | dataset | validation posts (groups) | first weight: before → after "
+             "| later weight: before → after | test P@1: before / after (± grouped SE) "
+             "| test R@5: before / after (± grouped SE) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         b, a, se = r["test_before"], r["test_after"], r["test_after_se"]
