@@ -130,16 +130,22 @@ def test_scale_refuses_a_size_of_no_posts_and_names_the_option(capsys):
     assert parse_args(["--suggest_sizes"]).suggest_sizes == []        # no size given: no suggest rows
 
 
-def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_encoder):
-    # the same rule on the same checkpoint and rebuilt splits: the same weights and, scored once more, the same test
+def tiny_run(tmp_path, tiny_encoder):
+    """A train.py run of a tiny SOG with the expert mixed in (16 validation posts sampled from the carved ones):
+    its folder and summary."""
     import train
-    from benchmarks import expert_weights
     folder = tmp_path / "run"
     train.main(["--max_train_samples", "40", "--max_validation_samples", "16", "--max_eval_samples", "10",
                 "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
                 "--model_name_or_path", tiny_encoder, "--num_train_epochs", "1", "--lexical_c_grid", "4",
                 "--output_dir", str(folder)])
-    summary = json.loads((folder / "train_summary.json").read_text())
+    return folder, json.loads((folder / "train_summary.json").read_text())
+
+
+def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_encoder):
+    # the same rule on the same checkpoint and rebuilt splits: the same weights and, scored once more, the same test
+    from benchmarks import expert_weights
+    folder, summary = tiny_run(tmp_path, tiny_encoder)
     stem = tmp_path / "results" / "expert_weights"
     [row] = expert_weights.main([str(folder), "--results", str(stem)])
     assert row["weight"] == row["weight_before"] == summary["lexical_expert"]["weight"]
@@ -148,3 +154,34 @@ def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_e
     assert row["test_after"] == row["test_before"] and set(row["test_after_se"]) == {"P@1_se", "R@5_se"}
     assert json.loads(stem.with_suffix(".json").read_text())["rows"] == [json.loads(json.dumps(row))]
     assert f"| {row['weight_before']:g} → {row['weight']:g} |" in stem.with_suffix(".md").read_text()
+
+
+def test_held_out_weights_scores_a_run_on_its_own_validation_and_on_the_carved_posts_it_never_saw(tmp_path,
+                                                                                                  tiny_encoder):
+    # on the run's own sample, the weights it chose score what train.py recorded; the held-out posts are the rest
+    from benchmarks import held_out_weights
+    from corpora import BUNDLED_CORPUS, DEFAULT_VALIDATION_PERCENTAGE, load_corpus, prepare_splits
+    folder, summary = tiny_run(tmp_path, tiny_encoder)
+    carved = prepare_splits(load_corpus(None), DEFAULT_VALIDATION_PERCENTAGE)[1]
+    stem = tmp_path / "results" / "held_out_weights"
+    [row] = held_out_weights.main([str(folder), "--dataset", str(BUNDLED_CORPUS), "--results", str(stem)])
+    assert row["posts"] == {"used": 16, "held_out": len(carved) - 16}
+    used_p1 = row["used_P@1_by_weight"]["mean"]
+    used_r5 = row["used_R@5_by_later_weight"]["mean"]
+    assert used_p1[row["weight"]] == round(summary["lexical_expert"]["validation_by_weight"][str(row["weight"])], 2)
+    assert used_r5[row["later_weight"]] == round(summary["validation"]["recall@5"], 2)
+    assert row["held_out_P@1_by_weight"]["gain_se"][1.0] == 0 and len(row["held_out_P@1_by_weight"]["mean"]) == 9
+    table = stem.with_suffix(".md").read_text()
+    assert f"| held-out R@5 by later weight | {len(carved) - 16} (" in table and table.count(" **") == 4
+
+
+def test_held_out_weights_refuses_a_run_from_another_corpus_and_a_run_that_used_every_carved_post(tmp_path):
+    from benchmarks.held_out_weights import held_out_posts
+    from corpora import Split
+    carved = datasets.Dataset.from_dict({"id": ["a", "b", "c"], "tags": [["x"], ["y"], ["x"]]})
+    used = lambda ids: Split.of("validation", datasets.Dataset.from_dict({"id": ids, "tags": [["x"]] * len(ids)}))
+    assert [str(i) for i in held_out_posts(carved, used(["a"]), tmp_path).data["id"]] == ["b", "c"]
+    with pytest.raises(SystemExit, match=r"1 of its 2 validation posts \(first: 'z'\) are not in the carved"):
+        held_out_posts(carved, used(["a", "z"]), tmp_path)
+    with pytest.raises(SystemExit, match="no held-out posts"):
+        held_out_posts(carved, used(["a", "b", "c"]), tmp_path)
