@@ -56,14 +56,20 @@ def corpus_name(saved: dict) -> str:
     return "/".join(Path(where).parts[-2:]) if where else "the bundled sample"
 
 
-def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
+def load_run(folder: Path):
+    """A trained run's summary, model (this checkout's code, not the folder's) and tokenizer; refused unless its
+    expert is frozen (mix, prior): a jointly trained expert, or none, has no weight to choose."""
     summary = json.loads((folder / "train_summary.json").read_text())
-    saved = summary["args"]
-    model = MODEL_CLASSES[saved["model"]].from_pretrained(folder).eval()   # this checkout's code, not the folder's
+    model = MODEL_CLASSES[summary["args"]["model"]].from_pretrained(folder).eval()
     if model.lexical is None or model.config.lexical_mode == "joint":
         raise SystemExit(f"{folder}: lexical_mode {model.config.lexical_mode!r}: only a frozen expert (mix, prior) "
-                         "has a weight to fit")
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+                         "has a weight to fit or score")
+    return summary, model, AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+
+
+def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
+    summary, model, tokenizer = load_run(folder)
+    saved = summary["args"]
     validation, test = run_splits(summary)
     if len(test) != summary["test_posts"] or len(validation) != summary["validation_posts"]:
         raise SystemExit(f"{folder}: rebuilt splits have {len(validation)} validation / {len(test)} test posts, the "

@@ -22,14 +22,12 @@ import json
 from pathlib import Path
 
 from accelerate import Accelerator
-from transformers import AutoTokenizer
 
 import train
 from benchmarks.common import REPO, machine
-from benchmarks.expert_weights import corpus_name, run_splits
+from benchmarks.expert_weights import corpus_name, load_run, run_splits
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
 from evaluation import K_VALUES, generate_and_score, labels, load_tag_metric, per_post_scores
-from recipe import MODEL_CLASSES
 
 # train.py's grid and three steps past its edge (4): on full debtags the later steps' weight was chosen at the
 # edge in 4 of 6 runs
@@ -71,13 +69,8 @@ def by_weight(weights, per_post_at, groups) -> dict:
 
 
 def score_run(folder: Path, carved, weights, accelerator, metric, batch_size: int) -> dict:
-    summary = json.loads((folder / "train_summary.json").read_text())
+    summary, model, tokenizer = load_run(folder)
     saved = summary["args"]
-    model = MODEL_CLASSES[saved["model"]].from_pretrained(folder).eval()
-    if model.lexical is None or model.config.lexical_mode == "joint":
-        raise SystemExit(f"{folder}: lexical_mode {model.config.lexical_mode!r}: only a frozen expert (mix, prior) "
-                         "has a weight to score")
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     config, k = model.config, max(K_VALUES)
     first, later = config.lexical_weight, config.lexical_later_weight
     used = run_splits(summary)[0]
