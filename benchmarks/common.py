@@ -113,12 +113,11 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
     if summary is None:
         summary = train.main(argv)
     errors = test_standard_errors_of_run(output / train.TEST_PREDICTIONS, load_corpus(str(corpus_dir))["test"])
-    validation_key = f"validation_{summary['metric_for_best_model']}"
     posts_trained = summary["epochs_trained"] * summary["train_posts"]
     return {"model": name, "seed": seed, **percent_row(summary["test"]),
             "validation_P@1": round(summary["validation"]["precision@1"], 2),
             "best_epoch": summary["best_epoch"], "epochs_run": len(summary["history"]),
-            "validation_by_epoch": [round(row[validation_key], 2) for row in summary["history"]],
+            **validation_curve(summary),
             "train_steps": summary["completed_steps"], "train_seconds": round(summary["train_seconds"], 1),
             "epochs_trained": round(summary["epochs_trained"], 3), "train_posts_seen": round(posts_trained),
             "stopped_by": summary["stopped_by"],
@@ -127,6 +126,17 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
             "test_expected_calibration_error": round(summary["test_calibration"].get("expected_calibration_error",
                                                                                     float("nan")), 4),
             **lexical_columns(summary.get("lexical_expert")), **errors}
+
+
+def validation_curve(summary: dict) -> dict:
+    """A train.py run's validation curve: the epoch of each evaluation, the metric that chose the checkpoint and R@5
+    (to read where a row peaked and whether its recall kept rising after its chosen metric stopped)."""
+    history = summary["history"]
+    chosen_by = f"validation_{summary['metric_for_best_model']}"
+    return {"validation_epochs": [row["epoch"] for row in history],
+            "validation_by_epoch": [round(row[chosen_by], 2) for row in history],
+            f"validation_R@{max(K_VALUES)}_by_epoch": [round(row[f"validation_recall@{max(K_VALUES)}"], 2)
+                                                       for row in history]}
 
 
 def lexical_columns(expert: dict | None) -> dict:

@@ -130,6 +130,28 @@ def test_scale_refuses_a_size_of_no_posts_and_names_the_option(capsys):
     assert parse_args(["--suggest_sizes"]).suggest_sizes == []        # no size given: no suggest rows
 
 
+def test_equal_cost_rows_are_distinct_train_py_runs_and_evaluations_reach_every_row_only_when_given():
+    import train
+    from benchmarks import equal_cost
+    with_evaluations = equal_cost.train_budget(equal_cost.parse_args(["--evaluations", "10"]))
+    runs = []
+    for name, (arguments, _) in equal_cost.NEURAL.items():         # a misspelled row would fail here, not hours in
+        parsed = vars(train.parse_args(arguments + with_evaluations))
+        assert parsed["evaluations"] == 10 and parsed["max_train_minutes"] == 20.0, name
+        assert parsed not in runs, f"{name} trains what another row trains"
+        runs.append(parsed)
+    assert "--evaluations" not in equal_cost.train_budget(equal_cost.parse_args([]))   # earlier runs stay reusable
+
+
+def test_a_rows_validation_curve_lists_each_evaluation_of_the_run():
+    from benchmarks.common import validation_curve
+    summary = {"metric_for_best_model": "precision@1",
+               "history": [{"epoch": 0.9, "validation_precision@1": 57.6, "validation_recall@5": 63.5},
+                           {"epoch": 1.8, "validation_precision@1": 62.604, "validation_recall@5": 68.9}]}
+    assert validation_curve(summary) == {"validation_epochs": [0.9, 1.8], "validation_by_epoch": [57.6, 62.6],
+                                         "validation_R@5_by_epoch": [63.5, 68.9]}
+
+
 def tiny_run(tmp_path, tiny_encoder):
     """A train.py run of a tiny SOG with the expert mixed in (16 validation posts sampled from the carved ones):
     its folder and summary."""
