@@ -62,8 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", choices=list(NEURAL) + list(CLASSICAL[1:]),
                    default=list(NEURAL) + list(CLASSICAL[1:]))
     p.add_argument("--evaluations", type=int,
-                   help="validation evaluations over the budget, every neural row (default: train.py's); more of them "
-                        "show where a long budget on a small slice peaks")
+                   help="validation evaluations over the budget, every neural row but those that pin their own (the "
+                        "'as before' rows keep one per epoch; default: train.py's); more of them show where a long "
+                        "budget on a small slice peaks")
     p.add_argument("--output_dir", default="outputs/equal_cost")
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "equal_cost"))
     return p.parse_args(argv)
