@@ -7,7 +7,7 @@ from transformers import BertConfig
 
 SCHEMES = ("1-to-M", "1-to-1")
 ATTENTION_LAYOUTS = ("paper", "one-pass")
-RANKING_LOSSES = ("sigmoid", "softmax")
+TAG_LOSSES = ("sigmoid", "softmax")
 LEXICAL_MODES = ("mix", "prior", "joint")
 DEFAULT_FEATURE_MARKERS = ["[IMG]", "[LOC]", "[TIME]"]
 
@@ -47,9 +47,15 @@ class SOGConfig(BertConfig):
         tag_head_transform (`bool`, *optional*, defaults to `True`):
             Whether the tag head transforms the ``[MASK]`` state (dense, activation, LayerNorm, as BERT's
             masked-LM head) before scoring it against the tag embeddings.
+        step_loss (`str`, *optional*, defaults to `"softmax"`):
+            Generators (SOG, AR): how each step's logits learn the tags not yet given. ``"softmax"`` (the paper):
+            KL divergence from the uniform distribution over those tags to a softmax over all tags;
+            ``"sigmoid"``: an independent sigmoid per tag, binary cross-entropy against whether the tag is one of
+            them (as BR's default ``ranking_loss``; a tag already given is a negative, as it holds no target mass in
+            the softmax's target; ``step_probability`` is then the tag's sigmoid).
         weight_loss_by_target_count (`bool`, *optional*, defaults to `False`):
-            Training only: weight each 1-to-M instance's KL loss by its number of target tags. The paper's
-            unweighted loss ranks a post's first tag for R@1; the weighted one ranks it for P@1.
+            Training only, ``step_loss="softmax"``: weight each 1-to-M instance's KL loss by its number of target
+            tags. The paper's unweighted loss ranks a post's first tag for R@1; the weighted one ranks it for P@1.
         ranking_loss (`str`, *optional*, defaults to `"sigmoid"`):
             Ranking models (BR) only: ``"sigmoid"`` (independent binary cross-entropy per tag) or
             ``"softmax"`` (the paper's BR: cross-entropy of a softmax over tags against the uniform
@@ -99,6 +105,7 @@ class SOGConfig(BertConfig):
     feature_markers: list[str] | None = None
     mask_token_id: int | None = None
     tag_head_transform: bool = True
+    step_loss: str = "softmax"
     weight_loss_by_target_count: bool = False
     ranking_loss: str = "sigmoid"
     lexical_mode: str | None = None
@@ -121,9 +128,12 @@ class SOGConfig(BertConfig):
 
     def _check_fields(self):
         for field, allowed in (("scheme", SCHEMES), ("attention_layout", ATTENTION_LAYOUTS),
-                               ("ranking_loss", RANKING_LOSSES)):
+                               ("ranking_loss", TAG_LOSSES), ("step_loss", TAG_LOSSES)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"SOGConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+        if self.weight_loss_by_target_count and self.step_loss != "softmax":
+            raise ValueError("SOGConfig.weight_loss_by_target_count weights the softmax step loss; with "
+                             f"step_loss={self.step_loss!r} every target tag is already a positive of its own")
         if self.lexical_mode is not None and self.lexical_mode not in LEXICAL_MODES:
             raise ValueError(f"SOGConfig.lexical_mode must be None or one of {LEXICAL_MODES}, got {self.lexical_mode!r}")
         if not all(isinstance(tag, str) and tag for tag in self.tag_names):

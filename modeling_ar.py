@@ -11,9 +11,9 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
-    from .modeling_sog import ExpertOffsets, SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from .modeling_sog import ExpertOffsets, SetDecoder, SOGTagHead, SOGTagModel, tag_loss
 except ImportError:  # imported as a top-level module (development checkout)
-    from modeling_sog import ExpertOffsets, SetDecoder, SOGTagHead, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from modeling_sog import ExpertOffsets, SetDecoder, SOGTagHead, SOGTagModel, tag_loss
 
 
 class ARForTagGeneration(SOGTagModel):
@@ -43,11 +43,6 @@ class ARForTagGeneration(SOGTagModel):
 
     def unit_embeddings_with_names(self):
         return super().unit_embeddings_with_names() + [(self.tag_embeddings, self.config.tag_names)]
-
-    @torch.no_grad()
-    def init_from_training_tags(self, post_tag_ids):
-        """Start the softmax over tags at the training tag frequencies, as SOG's."""
-        self.tag_head.bias.copy_(log_tag_shares(post_tag_ids, self.config.num_tags).to(self.tag_head.bias.dtype))
 
     def _decoder_inputs(self, tag_sequences, read_at) -> dict:
         """``[BOS] tags`` per row (``decoder_tag_ids`` ``[rows, longest + 1]``), and the decoder positions whose
@@ -100,7 +95,8 @@ class ARForTagGeneration(SOGTagModel):
         rows = torch.arange(hidden.size(0), device=hidden.device).unsqueeze(1).expand_as(decoder_predict)
         logits = self.tag_head(hidden[rows[read], decoder_predict[read]], self.tag_embeddings.weight[:self.config.num_tags])
         logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
-        loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
+        loss = None if labels is None else tag_loss(logits, labels, self.tag_scoring,
+                                                    self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
@@ -108,7 +104,7 @@ class ARForTagGeneration(SOGTagModel):
         """Greedy set decoding; with ``use_cache`` the encoder reads each context once and each step runs the
         decoder alone."""
         step_logits = (self.cached_step_logits if use_cache else self.uncached_step_logits)(contexts, tokenizer)
-        return decoder.greedy(step_logits, len(contexts), offsets)
+        return decoder.greedy(step_logits, len(contexts), offsets, self.tag_probabilities)
 
     def cached_step_logits(self, contexts, tokenizer):
         """The encoder reads only the context: encode it once, then each step runs the decoder alone."""

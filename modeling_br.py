@@ -17,14 +17,13 @@ They ignore how tags depend on each other, which is what SOG is compared against
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
-    from .modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from .modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, tag_loss
 except ImportError:  # imported as a top-level module (development checkout)
-    from modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, kl_to_target_loss, log_tag_shares
+    from modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, tag_loss
 
 
 class BRForTagRanking(SOGTagModel):
@@ -48,22 +47,13 @@ class BRForTagRanking(SOGTagModel):
     def input_tail(self, given_tags, mask_token_id) -> list[int]:
         return []        # nothing after the context's [SEP]: the scores come from [CLS]
 
-    @torch.no_grad()
-    def init_from_training_tags(self, post_tag_ids):
-        """Start the scores at the training tag frequencies: sigmoid: bias = log(p / (1 - p)) with p the share
-        of posts carrying the tag; softmax: bias = log(share of tag occurrences), as the generators.
+    @property
+    def tag_scoring(self) -> str:
+        return self.config.ranking_loss
 
-        With a zero bias, hundreds of independent sigmoids first spend many steps learning that almost
-        every tag is absent; a short budget then ends with rankings worse than the frequency baseline."""
-        if self.config.ranking_loss == "softmax":
-            bias = log_tag_shares(post_tag_ids, self.config.num_tags)
-        else:
-            counts = torch.zeros(self.config.num_tags, dtype=torch.float64)
-            for tags in post_tag_ids:
-                counts[list(set(tags))] += 1
-            prior = (counts / max(1, len(post_tag_ids))).clamp(1e-4, 1 - 1e-4)
-            bias = torch.log(prior / (1 - prior))
-        self.classifier.bias.copy_(bias.to(self.classifier.bias.dtype))
+    @property
+    def output_bias(self) -> nn.Parameter:
+        return self.classifier.bias
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, lexical_offsets=None,
                 lexical_ids=None, lexical_counts=None, output_attentions=None, output_hidden_states=None,
@@ -86,12 +76,7 @@ class BRForTagRanking(SOGTagModel):
         to the softmax (``config.ranking_loss``)."""
         if labels.dim() != 2:
             raise ValueError("BRForTagRanking labels must be a (batch, num_tags) multi-hot tensor")
-        if self.config.ranking_loss == "softmax":
-            return kl_to_target_loss(logits, labels)
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-
-    def tag_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.float().softmax(-1) if self.config.ranking_loss == "softmax" else torch.sigmoid(logits.float())
+        return tag_loss(logits, labels, self.tag_scoring)
 
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
                     offsets: ExpertOffsets | None = None) -> list[list[tuple]]:

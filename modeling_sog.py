@@ -101,13 +101,57 @@ def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_targ
     return (per_instance * weights).mean()
 
 
-def log_tag_shares(post_tag_ids, num_tags: int) -> torch.Tensor:
-    """Centred log of each tag's add-one share of the posts' tag occurrences (counted once per post)."""
+def sigmoid_set_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of every tag's sigmoid against whether it is a target tag, averaged over instances and
+    tags. ``labels`` as for ``kl_to_target_loss``: a tag id per instance, or a weight per tag (a target: > 0)."""
+    if labels.dim() == 1:
+        target = F.one_hot(labels.long(), logits.size(-1)).float()
+    else:
+        target = (labels > 0).float()
+    if target.shape != logits.shape:
+        raise ValueError(f"labels of shape {tuple(target.shape)} do not match the logits {tuple(logits.shape)}: "
+                         "one row of labels per instance")
+    return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+
+def tag_loss(logits: torch.Tensor, labels: torch.Tensor, scoring: str, weight_by_target_count: bool = False):
+    """The loss of a model whose tag probabilities are ``scoring`` (``"softmax"``: ``kl_to_target_loss``;
+    ``"sigmoid"``: ``sigmoid_set_loss``, where every target tag is a positive whatever their number)."""
+    if scoring == "softmax":
+        return kl_to_target_loss(logits, labels, weight_by_target_count)
+    return sigmoid_set_loss(logits, labels)
+
+
+def tag_probabilities(logits: torch.Tensor, scoring: str) -> torch.Tensor:
+    """``[..., tags]`` logits -> probabilities: a softmax over the tags, or each tag's own sigmoid."""
+    return logits.float().softmax(-1) if scoring == "softmax" else torch.sigmoid(logits.float())
+
+
+def posts_per_tag(post_tag_ids, num_tags: int) -> torch.Tensor:
+    """``[tags]``: how many posts carry each tag (a tag listed twice in a post counts once)."""
     counts = torch.zeros(num_tags, dtype=torch.float64)
     for tags in post_tag_ids:
         counts[list(set(tags))] += 1
+    return counts
+
+
+def log_tag_shares(post_tag_ids, num_tags: int) -> torch.Tensor:
+    """Centred log of each tag's add-one share of the posts' tag occurrences (counted once per post)."""
+    counts = posts_per_tag(post_tag_ids, num_tags)
     share = (counts + 1) / (counts.sum() + num_tags)   # add-one: no tag starts at -inf
     return torch.log(share) - torch.log(share).mean()
+
+
+def prior_output_bias(post_tag_ids, num_tags: int, scoring: str) -> torch.Tensor:
+    """The output bias that starts a model at the training tag frequencies. Softmax: ``log_tag_shares``. Sigmoid:
+    ``log(p / (1 - p))`` with ``p`` the share of posts carrying the tag.
+
+    With a zero bias, hundreds of independent sigmoids first spend many steps learning that almost every tag is
+    absent; a short budget then ends with rankings worse than the frequency baseline."""
+    if scoring == "softmax":
+        return log_tag_shares(post_tag_ids, num_tags)
+    prior = (posts_per_tag(post_tag_ids, num_tags) / max(1, len(post_tag_ids))).clamp(1e-4, 1 - 1e-4)
+    return torch.log(prior / (1 - prior))
 
 
 # ----- post-to-units encoding ------------------------------------------------------------------------------
@@ -413,10 +457,12 @@ class SetDecoder:
     def __init__(self, num_tags: int, threshold: float | None = None, calibration: dict | None = None):
         self.num_tags, self.threshold, self.calibration = num_tags, threshold, calibration
 
-    def greedy(self, step_logits, num_posts: int, offsets: ExpertOffsets | None = None) -> list[list[tuple]]:
+    def greedy(self, step_logits, num_posts: int, offsets: ExpertOffsets | None = None,
+               probabilities=None) -> list[list[tuple]]:
         """All posts advance together; ``step_logits(active, chosen_tags)`` gives the ``[active, tags]`` logits of
         the active posts given their tags so far; ``offsets`` (the lexical expert's, computed once per post) are
-        added at every step, the step's own. A chosen tag is masked out of later steps."""
+        added at every step, the step's own. A chosen tag is masked out of later steps. ``probabilities`` maps
+        the masked logits to the step probabilities (the model's ``tag_probabilities``; default: a softmax)."""
         chosen = [[] for _ in range(num_posts)]
         active = list(range(num_posts))
         for step in range(1, self.num_tags + 1):
@@ -428,7 +474,7 @@ class SetDecoder:
                 logits += added[torch.tensor(active, device=added.device)].to(logits.device).float()
             for row, i in enumerate(active):
                 logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
-            best_prob, best_tag = logits.softmax(-1).max(-1)
+            best_prob, best_tag = (logits.softmax(-1) if probabilities is None else probabilities(logits)).max(-1)
             scores = calibrated_scores(best_prob, step, self.calibration)
             still_active = []
             for row, i in enumerate(active):
@@ -467,9 +513,9 @@ class TagGenerationMixin:
 
         ``posts``: a list of strings or dicts with any of ``text``, ``image``, ``location``, ``time``.
 
-        - ``step_probability``: the model's probability for the tag at the step it was chosen (a softmax over
-          the tags not yet chosen for generators and for BR with ``ranking_loss="softmax"``, the tag's sigmoid
-          for BR with ``"sigmoid"``). Step probabilities of one post need not decrease.
+        - ``step_probability``: the model's probability for the tag at the step it was chosen (``tag_scoring``: a
+          softmax over the tags not yet chosen, or the tag's own sigmoid: generators with ``step_loss="sigmoid"``,
+          BR with ``ranking_loss="sigmoid"``). Step probabilities of one post need not decrease.
         - ``score``: the estimated probability that the tag belongs to the post's tag set, from the step
           probability and the step through ``config.score_calibration`` (fitted on a validation split by
           ``train.py``, so it means the same for every model class); a model never calibrated reports its
@@ -581,7 +627,8 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
 
     A subclass states what it reads after the context (``input_tail``; ``reads_tags_in_encoder``), whether it
     may pack a post's instances in one row (``packs_instances``), how it learns (``learns_from_gold_set``), how
-    it chooses tags (``choose_tags``) and its name on a model card (``display_name``)."""
+    its logits become probabilities (``tag_scoring``) and which bias starts them (``output_bias``; both default to
+    the generators'), how it chooses tags (``choose_tags``) and its name on a model card (``display_name``)."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -646,6 +693,30 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
         """Names of the parameters the encoder's checkpoint does not hold (they start from scratch or from
         names, and may learn at their own rate)."""
         return [name for name, _ in self.named_parameters() if not name.startswith(f"{self.base_model_prefix}.")]
+
+    # ----- scoring tags ------------------------------------------------------------------------------
+    @property
+    def tag_scoring(self) -> str:
+        """``"softmax"`` (one distribution over the tags) or ``"sigmoid"`` (each tag's own probability): what the
+        loss trains and what ``step_probability`` reports. Generators: ``config.step_loss``; ranking models
+        override it."""
+        return self.config.step_loss
+
+    @property
+    def output_bias(self) -> nn.Parameter:
+        """The ``[tags]`` bias of the logits, which ``init_from_training_tags`` starts at the tag frequencies: the
+        generators' ``tag_head``'s; ranking models override it."""
+        return self.tag_head.bias
+
+    def tag_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return tag_probabilities(logits, self.tag_scoring)
+
+    @torch.no_grad()
+    def init_from_training_tags(self, post_tag_ids):
+        """Start the logits at the training tag frequencies (``prior_output_bias``): the first tag then starts as
+        the frequency baseline's, instead of uniform over all tags."""
+        bias = prior_output_bias(post_tag_ids, self.config.num_tags, self.tag_scoring)
+        self.output_bias.copy_(bias.to(self.output_bias.dtype))
 
     # ----- inputs ------------------------------------------------------------------------------------
     @property
@@ -785,13 +856,6 @@ class SOGForTagGeneration(SOGTagModel):
     def unit_embeddings_with_names(self):
         return super().unit_embeddings_with_names() + [(self.tag_embeddings, self.config.tag_names)]
 
-    @torch.no_grad()
-    def init_from_training_tags(self, post_tag_ids):
-        """Start the softmax over tags at the training tag frequencies: bias = log(share of tag occurrences).
-
-        The first generated tag then starts as the frequency baseline's, instead of uniform over all tags."""
-        self.tag_head.bias.copy_(log_tag_shares(post_tag_ids, self.config.num_tags).to(self.tag_head.bias.dtype))
-
     def input_tail(self, given_tags, mask_token_id) -> list[int]:
         return [self.tag_offset + t for t in given_tags] + [mask_token_id]
 
@@ -839,7 +903,8 @@ class SOGForTagGeneration(SOGTagModel):
         token_type_ids: 0 for ``[CLS] context [SEP]``, 1 for the tags given and the ``[MASK]``(s).
         unit_steps: packed rows only (one-pass layout): which tags each ``[MASK]`` is given.
         labels: a tag id per ``[MASK]`` (1-to-1) or a ``(masks, num_tags)`` weight per tag (1-to-M); the loss
-            is the KL divergence from the normalised target to the softmax over tags, averaged over ``[MASK]``s.
+            (``config.step_loss``) is the KL divergence from the normalised target to the softmax over tags, or the
+            binary cross-entropy of each tag's sigmoid against whether it is a target, averaged over ``[MASK]``s.
         lexical_offsets / lexical_ids, lexical_counts: one row per ``[MASK]``: what the lexical expert adds to its
             logits, or the bags to compute it from (``with_lexical_offsets``).
 
@@ -856,7 +921,8 @@ class SOGForTagGeneration(SOGTagModel):
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = self.tag_head(outputs.last_hidden_state[kinds == UNIT_MASK], self.tag_embeddings.weight)
         logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
-        loss = None if labels is None else kl_to_target_loss(logits, labels, self.config.weight_loss_by_target_count)
+        loss = None if labels is None else tag_loss(logits, labels, self.tag_scoring,
+                                                    self.config.weight_loss_by_target_count)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
 
@@ -867,7 +933,7 @@ class SOGForTagGeneration(SOGTagModel):
         encoded once and each step runs only the newest tag and one ``[MASK]``."""
         cached = use_cache and self.layout.caches_context
         step_logits = (self.cached_step_logits if cached else self.uncached_step_logits)(contexts, tokenizer)
-        return decoder.greedy(step_logits, len(contexts), offsets)
+        return decoder.greedy(step_logits, len(contexts), offsets, self.tag_probabilities)
 
     def cached_step_logits(self, contexts, tokenizer):
         """Layouts whose context never sees the tags: encode the contexts once, keeping every layer's keys and

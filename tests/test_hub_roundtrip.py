@@ -49,7 +49,8 @@ def reload_in_fresh_process(folder, workdir):
 
 
 @pytest.mark.parametrize("model_class,overrides", [(SOGForTagGeneration, {}), (BRForTagRanking, {}),
-                                                   (SOGForTagGeneration, {"attention_layout": "one-pass"})])
+                                                   (SOGForTagGeneration, {"attention_layout": "one-pass",
+                                                                          "step_loss": "sigmoid"})])
 def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, model_class, overrides):
     model = model_class.from_encoder(default_encoder_path(), tags=TAGS, **overrides)
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
@@ -63,6 +64,7 @@ def test_saved_folder_reloads_in_a_fresh_process_with_the_same_tags(tmp_path, mo
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"]["AutoModel"] == f"{model_class.__module__}.{model_class.__name__}"
     assert config["attention_layout"] == overrides.get("attention_layout", "paper")
+    assert config["step_loss"] == overrides.get("step_loss", "softmax")
     assert "tag-generation" in config["custom_pipelines"]
 
     got = reload_in_fresh_process(folder, workdir)

@@ -7,7 +7,7 @@ import torch
 from configuration_sog import SOGConfig
 from inputs_sog import post_fields, time_to_words
 from modeling_br import BRForTagRanking
-from modeling_sog import SOGForTagGeneration, kl_to_target_loss
+from modeling_sog import SOGForTagGeneration, kl_to_target_loss, sigmoid_set_loss
 from tests.helpers import TAGS, labels_of, tiny_config, tiny_sog
 
 
@@ -168,6 +168,54 @@ def test_config_rejects_bad_fields():
         SOGForTagGeneration(tiny_config(tags=[]))
     with pytest.raises(ValueError, match="max_position_embeddings"):
         SOGForTagGeneration(tiny_config(max_input_length=512))
+    with pytest.raises(ValueError, match="step_loss"):
+        SOGConfig(step_loss="hinge")
+    with pytest.raises(ValueError, match="weight_loss_by_target_count weights the softmax"):
+        SOGConfig(step_loss="sigmoid", weight_loss_by_target_count=True)
+
+
+def test_the_sigmoid_step_loss_is_each_tags_cross_entropy_against_being_a_target(tokenizer):
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    bce = [math.log1p(math.exp(-2.0)), math.log1p(math.exp(0.0)), math.log1p(math.exp(1.0))]   # -log sigmoid(z)
+    bce_absent = [math.log1p(math.exp(2.0)), math.log1p(math.exp(0.0)), math.log1p(math.exp(-1.0))]
+    # 1-to-M: tags 0 and 2 are targets, whatever their weights; tag 1 is not
+    expected = (bce[0] + bce_absent[1] + bce[2]) / 3
+    assert sigmoid_set_loss(logits, torch.tensor([[1.0, 0.0, 1.0]])).item() == pytest.approx(expected, rel=1e-6)
+    assert sigmoid_set_loss(logits, torch.tensor([[0.5, 0.0, 2.0]])).item() == pytest.approx(expected, rel=1e-6)
+    # 1-to-1: a tag id is its one-hot row
+    one = (bce_absent[0] + bce[1] + bce_absent[2]) / 3
+    assert sigmoid_set_loss(logits, torch.tensor([1])).item() == pytest.approx(one, rel=1e-6)
+    with pytest.raises(ValueError, match="do not match the logits"):
+        sigmoid_set_loss(logits, torch.ones(1, 4))
+    # SOG trains it with step_loss="sigmoid"; the paper's KL stays the default
+    batch_posts, given = ["a", "b"], [[0], []]
+    labels = torch.zeros(2, len(TAGS))
+    labels[0, [1, 2]] = 1
+    labels[1, 3] = 1
+    for step_loss, loss_of in (("sigmoid", sigmoid_set_loss), ("softmax", kl_to_target_loss)):
+        model = tiny_sog(step_loss=step_loss)
+        out = model(**model.build_inputs(model.encode_contexts(batch_posts, tokenizer), given, tokenizer), labels=labels)
+        assert out.loss.item() == pytest.approx(loss_of(out.logits, labels).item(), rel=1e-6)
+
+
+def test_a_sigmoid_generator_reports_each_tags_sigmoid_and_starts_at_the_share_of_posts(tokenizer):
+    sog = tiny_sog(step_loss="sigmoid")
+    sog.init_from_training_tags([[0, 1], [0, 0]])          # tag 0 on both posts, tag 1 on one, the rest on none
+    assert torch.sigmoid(sog.tag_head.bias[:3]).tolist() == pytest.approx([1 - 1e-4, 0.5, 1e-4], rel=1e-4)
+    post = "How do I merge two dataframes?"
+    [tags] = sog.generate_tags([post], tokenizer, num_tags=3)
+    first = mask_logits(sog, tokenizer, post, [])
+    second = mask_logits(sog, tokenizer, post, [sog.config.tag2id[tags[0]["label"]]])
+    assert tags[0]["label"] == TAGS[int(first.argmax())]
+    assert tags[0]["step_probability"] == pytest.approx(torch.sigmoid(first.max()).item(), rel=1e-5)
+    second[sog.config.tag2id[tags[0]["label"]]] = float("-inf")
+    assert tags[1]["step_probability"] == pytest.approx(torch.sigmoid(second.max()).item(), rel=1e-5)
+    # a softmax generator with the same weights chooses the same tags, with softmax step probabilities
+    soft = tiny_sog()
+    soft.load_state_dict(sog.state_dict())
+    [soft_tags] = soft.generate_tags([post], tokenizer, num_tags=3)
+    assert labels_of(soft_tags) == labels_of(tags)
+    assert soft_tags[0]["step_probability"] == pytest.approx(first.softmax(-1).max().item(), rel=1e-5)
 
 
 def test_ranking_baseline_scores_every_tag_in_one_pass(tokenizer):

@@ -151,6 +151,13 @@ def test_generator_only_options_are_refused_for_ranking_models(capsys):
             train.parse_args(["--model", "br"] + option)
         assert "apply to generators (sog, ar), not --model br" in capsys.readouterr().err
     assert train.parse_args(["--model", "ar", "--instances_per_post", "one"]).instances_per_post == "one"
+    with pytest.raises(SystemExit):
+        train.parse_args(["--model", "br", "--step_loss", "sigmoid"])
+    assert "--step_loss applies to generators (sog, ar), not --model br" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args(["--step_loss", "sigmoid", "--loss_weighting", "target_count"])
+    assert "weights the softmax step loss" in capsys.readouterr().err
+    assert train.parse_args(["--model", "sog", "--step_loss", "sigmoid"]).step_loss == "sigmoid"
 
 
 def test_local_corpus_folders_are_read_afresh(tmp_path):
