@@ -73,6 +73,19 @@ def name_as_words(tag: str) -> str:
     return words or tag
 
 
+def label_weights(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``labels`` as a ``[instances, tags]`` float weight per tag, checked against the logits: a tag id per instance
+    (1-to-1) becomes its one-hot row; a weight per tag (1-to-M) is kept."""
+    if labels.dim() == 1:
+        target = F.one_hot(labels.long(), logits.size(-1)).float()
+    else:
+        target = labels.float()
+    if target.shape != logits.shape:
+        raise ValueError(f"labels of shape {tuple(target.shape)} do not match the logits {tuple(logits.shape)}: "
+                         "one row of labels per [MASK] (per instance)")
+    return target
+
+
 def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_target_count: bool = False) -> torch.Tensor:
     """KL(target || softmax(logits)), averaged over instances.
 
@@ -83,13 +96,7 @@ def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_targ
     to the batch mean. Unweighted, the first step (nothing given) learns to rank a tag by E[1(tag in gold) /
     |gold|], the ranking that maximises R@1; weighted, by P(tag in gold), the one that maximises P@1.
     """
-    if labels.dim() == 1:
-        target = F.one_hot(labels.long(), logits.size(-1)).float()
-    else:
-        target = labels.float()
-    if target.shape != logits.shape:
-        raise ValueError(f"labels of shape {tuple(target.shape)} do not match the logits {tuple(logits.shape)}: "
-                         "one row of labels per [MASK] (per instance)")
+    target = label_weights(logits, labels)
     totals = target.sum(-1, keepdim=True)
     if bool((totals <= 0).any()):
         raise ValueError("every training instance needs at least one target tag (a row of labels sums to 0)")
@@ -104,13 +111,7 @@ def kl_to_target_loss(logits: torch.Tensor, labels: torch.Tensor, weight_by_targ
 def sigmoid_set_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of every tag's sigmoid against whether it is a target tag, averaged over instances and
     tags. ``labels`` as for ``kl_to_target_loss``: a tag id per instance, or a weight per tag (a target: > 0)."""
-    if labels.dim() == 1:
-        target = F.one_hot(labels.long(), logits.size(-1)).float()
-    else:
-        target = (labels > 0).float()
-    if target.shape != logits.shape:
-        raise ValueError(f"labels of shape {tuple(target.shape)} do not match the logits {tuple(logits.shape)}: "
-                         "one row of labels per instance")
+    target = (label_weights(logits, labels) > 0).float()
     return F.binary_cross_entropy_with_logits(logits.float(), target)
 
 
@@ -474,7 +475,8 @@ class SetDecoder:
                 logits += added[torch.tensor(active, device=added.device)].to(logits.device).float()
             for row, i in enumerate(active):
                 logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
-            best_prob, best_tag = (logits.softmax(-1) if probabilities is None else probabilities(logits)).max(-1)
+            step_probs = tag_probabilities(logits, "softmax") if probabilities is None else probabilities(logits)
+            best_prob, best_tag = step_probs.max(-1)
             scores = calibrated_scores(best_prob, step, self.calibration)
             still_active = []
             for row, i in enumerate(active):
