@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from transformers import AutoTokenizer
 
 import train
-from benchmarks.common import REPO, machine, percent_row, test_standard_errors
+from benchmarks.common import REPO, machine, percent_row, test_group_statistics
 from corpora import Split, load_corpus
 from evaluation import generate_and_score, labels, load_tag_metric
 from recipe import MODEL_CLASSES
@@ -88,7 +88,7 @@ def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
     scores, predictions = generate_and_score(accelerator, model, tokenizer, test, saved["num_tags"], batch_size,
                                              metric)
     return {**row, "test_before": percent_row(summary["test"]), "test_after": percent_row(scores),
-            "test_after_se": test_standard_errors(metric, labels(predictions), test.gold, test.groups)}
+            "test_after_se": test_group_statistics(metric, labels(predictions), test.gold, test.groups)}
 
 
 def markdown(rows: list[dict]) -> str:

@@ -51,16 +51,45 @@ def test_a_run_s_standard_errors_come_from_its_predictions_and_the_test_groups(t
              for i, g in zip(test["id"], test["tags"])]
     file = tmp_path / "eval_predictions.jsonl"
     file.write_text("\n".join(json.dumps(line) for line in reversed(lines)) + "\n")   # order must not matter
-    errors = common.test_standard_errors_of_run(file, test)
+    errors = common.test_group_statistics_of_run(file, test)
     # P@1 per post 0, 1, 1, 1 in groups mono, mono, p3 (the empty group is the post's own), x
     assert errors["P@1_se"] == pytest.approx(round(clustered_standard_error(
         [0, 1, 1, 1], ["mono", "mono", "p3", "x"]), 2))
     # R@5 per post 1, 0.5, 1, 1
     assert errors["R@5_se"] == pytest.approx(round(clustered_standard_error(
         [1, 0.5, 1, 1], ["mono", "mono", "p3", "x"]), 2))
+    # mono, the largest group, is left out: P@1 on p3 and p4 only
+    assert errors["largest_test_group"] == "mono" and errors["largest_test_group_posts"] == 2
+    assert errors["P@1_without_largest_group"] == 100.0 and errors["R@5_without_largest_group"] == 100.0
     file.write_text(json.dumps({**lines[0], "id": "elsewhere"}) + "\n")
     with pytest.raises(ValueError, match="eval_predictions.jsonl.*'elsewhere'.*another split"):
-        common.test_standard_errors_of_run(file, test)
+        common.test_group_statistics_of_run(file, test)
+
+
+def test_scores_without_the_largest_group_only_where_a_group_holds_several_test_posts():
+    metric = common.load_tag_metric()
+    predicted, gold = [["a"], ["a"], ["b"], ["c"]], [["a"], ["x"], ["x"], ["c"]]
+    grouped = common.test_group_statistics(metric, predicted, gold, ["big", "big", "big", "small"])
+    assert grouped["largest_test_group"] == "big" and grouped["largest_test_group_posts"] == 3
+    assert grouped["P@1_without_largest_group"] == 100.0   # the one post outside "big"
+    one_each = common.test_group_statistics(metric, predicted, gold, ["p1", "p2", "p3", "p4"])
+    assert set(one_each) == {"P@1_se", "R@5_se"}
+
+
+def test_markdown_names_the_largest_group_and_leaves_out_columns_no_row_fills():
+    columns = [("train s", "train_seconds", ".0f")]
+    grouped = run(1, 0.0, **{"P@1_se": 2.8, "R@5_se": 1.3, "P@1_without_largest_group": 93.0,
+                             "largest_test_group": "mono", "largest_test_group_posts": 147})
+    table = common.markdown([common.over_seeds([grouped]), common.over_seeds([run(1, 1.0)])],
+                            {**SETTINGS, "seeds": [1]}, columns)
+    assert "The largest test group, `mono` (147 posts)" in table
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    # no row has R@5 without the group, nor the train seconds: those columns are left out
+    assert header.endswith("| R@5 | P@1 w/o largest group |")
+    assert table.rstrip().endswith("| 71.00 | - |")
+    plain = common.markdown([common.over_seeds([run(1, 0.0, train_seconds=12.0)])], {**SETTINGS, "seeds": [1]},
+                            columns)
+    assert "w/o largest group" not in plain and plain.rstrip().endswith("| 12 |")
 
 
 def test_settings_line_gives_the_grouped_errors_of_the_rows_that_have_them():
