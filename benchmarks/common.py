@@ -29,8 +29,10 @@ from score_tables import score_table
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = [f"{m}@{k}" for m in ("P", "R") for k in K_VALUES]
-# every table's last columns where its rows have them (``test_group_statistics``)
-WITHOUT_LARGEST_GROUP = [(f"{m} w/o largest group", f"{m}_without_largest_group", ".2f") for m in ("P@1", "R@5")]
+# the measures read group by group (``test_group_statistics``), and every table's last columns where its rows have
+# them
+GROUPED_MEASURES = ("P@1", f"R@{max(K_VALUES)}")
+WITHOUT_LARGEST_GROUP = [(f"{m} w/o largest group", f"{m}_without_largest_group", ".2f") for m in GROUPED_MEASURES]
 CLASSICAL = ("Frequency", "TF-IDF + LR", "Omikuji")
 DEFAULT_SEEDS = (42, 43, 44)
 CORPUS_CARD = ("---\nconfigs:\n- config_name: default\n  data_files:\n" + "".join(
@@ -245,16 +247,15 @@ def test_group_statistics(metric, predictions, references, groups) -> dict:
     the scores on the posts outside the largest one (``"largest_test_group"``, ``"largest_test_group_posts"``). On
     debtags that is ``mono``: its 147 ``libmono-*`` test packages moved a run's P@1 by up to 3 points, so two rows can
     differ on the cluster alone; the scores without it say whether they differ elsewhere."""
-    k = max(K_VALUES)
-    per_post = per_post_scores(metric, predictions, references, k)
-    by_group = {f"{m}_se": round(clustered_standard_error(per_post[m], groups), 2) for m in ("P@1", f"R@{k}")}
+    per_post = per_post_scores(metric, predictions, references, max(K_VALUES))
+    by_group = {f"{m}_se": round(clustered_standard_error(per_post[m], groups), 2) for m in GROUPED_MEASURES}
     sizes = Counter(groups)
     # the most posts, then the first name: the same group for every row of a split
     largest, size = min(sizes.items(), key=lambda item: (-item[1], item[0]))
     if size > 1:
         rest = [i for i, group in enumerate(groups) if group != largest]
         by_group.update({f"{m}_without_largest_group": round(100 * statistics.fmean(per_post[m][i] for i in rest), 2)
-                         for m in ("P@1", f"R@{k}")})
+                         for m in GROUPED_MEASURES})
         by_group.update(largest_test_group=largest, largest_test_group_posts=size)
     return by_group
 
@@ -304,9 +305,10 @@ def largest_group_line(rows: list[dict]) -> str:
     runs = [run for row in rows for run in row.get("runs", [row]) if "largest_test_group" in run]
     if not runs:
         return ""
+    headers = " and ".join(f"`{header}`" for header, _, _ in WITHOUT_LARGEST_GROUP)
     return (f"The largest test group, `{runs[0]['largest_test_group']}` ({runs[0]['largest_test_group_posts']} "
-            f"posts), is right or wrong as one: the columns `P@1 w/o largest group` and `R@5 w/o largest group` "
-            f"score each row on the other test posts, so two rows that differ on that group alone can be told apart. ")
+            f"posts), is right or wrong as one: the columns {headers} score each row on the other test posts, so two "
+            f"rows that differ on that group alone can be told apart. ")
 
 
 def cells_meaning(settings: dict) -> str:
