@@ -7,8 +7,9 @@
 Model selection never sees the test split: the model is scored on a validation split (the corpus's own, or one
 carved from train by the hash of each post's group) at every epoch end, or every ``--eval_steps`` steps, or
 ``--evaluations`` times over the budget, and always at the end; the best checkpoint, early stopping, the lexical
-expert's C and weight and the score calibration follow validation; the test split is scored once, on the chosen
-model, at the end.
+expert's C and weight and the score calibration follow validation (with ``--validation_sample_while_training``
+the choices made while training read a sample of it, the fits after training every post); the test split is
+scored once, on the chosen model, at the end.
 
 The output folder is a Hub model repo: weights of the chosen epoch, config with ``auto_map``, the custom
 pipeline and the score calibration fitted on validation, tokenizer, the Hub-shipped code, ``handler.py`` and
@@ -35,7 +36,7 @@ from transformers import AutoTokenizer
 from calibration import calibration_report, fit_score_calibration
 from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, TAG_LOSSES, SCHEMES
 from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, column,
-                     load_corpus, prepare_splits, tag_vocabulary)
+                     load_corpus, prepare_splits, subset, tag_vocabulary)
 from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric,
                         per_post_scores, read_predictions, write_predictions)
 from hub_folder import push_hub_folder, write_hub_folder
@@ -86,6 +87,12 @@ def parse_args(argv=None):
                       f"{MAX_VALIDATION_SHARE * 100:.0f}%% of train")
     data.add_argument("--max_train_samples", type=int, help="a seeded sample of N train posts")
     data.add_argument("--max_validation_samples", type=int, help="a seeded sample of N validation posts")
+    data.add_argument("--validation_sample_while_training", type=int,
+                      help="the choices made while training (the expert's C, each evaluation's checkpoint score and "
+                      "the expert's first-step weight: their time is the run's) read a seeded sample of N validation "
+                      "posts; the fits after training (the expert's later-steps weight, the score calibration) and "
+                      "the validation scores reported read the whole validation split (default: the whole split "
+                      "throughout)")
     data.add_argument("--max_eval_samples", type=int, help="a seeded sample of N test posts")
     data.add_argument("--preprocessing_num_workers", type=int, help="processes that tokenise the train split")
     data.add_argument("--overwrite_cache", action="store_true", help="tokenise again instead of reading the cache")
@@ -194,7 +201,7 @@ def parse_args(argv=None):
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be an integer or 'epoch'")
     for name in ("max_train_minutes", "early_stopping_patience", "eval_steps", "head_learning_rate",
-                 "lexical_learning_rate"):
+                 "lexical_learning_rate", "validation_sample_while_training"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
     if args.evaluations is not None and args.evaluations < 0:
@@ -227,6 +234,17 @@ def splits_of(corpus, args):
     """(train, validation, test, where validation came from) as these arguments ask (``corpora.prepare_splits``)."""
     return prepare_splits(corpus, args.validation_split_percentage, args.max_train_samples,
                           args.max_validation_samples, args.max_eval_samples, args.seed)
+
+
+def validation_sample(validation: Split, args) -> Split:
+    """What the choices made while training read: a seeded sample of ``--validation_sample_while_training``
+    validation posts, or the whole split. They run several times inside the time budget, so they read few posts;
+    the fits after training run once and read all of them, so they do not hang on a few hundred posts (on full
+    debtags 500 posts chose the later steps' weight at 0.25 to 4 where every 1,356 chose 2; the README)."""
+    size = args.validation_sample_while_training
+    if not size or size >= len(validation):
+        return validation
+    return Split.of("validation sample", subset(validation.data, size, args.seed))
 
 
 # ----- the run's pieces --------------------------------------------------------------------------------
@@ -356,6 +374,7 @@ class Run:
     metric: object
     train: TrainingData
     validation: Split
+    validation_sample: Split                   # what the choices made while training read (``validation_sample``)
     test: Split
     validation_source: str
     instances_per_epoch: int
@@ -420,6 +439,7 @@ def start(args) -> Run:
     # The vocabulary and the prior come from the train part only.
     vocabulary = tag_vocabulary(column(train_split, "tags"), args.min_tag_freq)
     validation, test = Split.of("validation", validation_split), Split.of("test", test_split)
+    sample = validation_sample(validation, args)
 
     encoder = args.model_name_or_path or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
@@ -438,7 +458,7 @@ def start(args) -> Run:
     lexical_inputs, lexical_report, lexical_seconds = {}, None, 0.0
     if model.lexical is not None:
         lexical_inputs, lexical_report, lexical_seconds = prepare_lexical_expert(
-            args, model, tokenizer, training, validation, accelerator.print)
+            args, model, tokenizer, training, sample, accelerator.print)
     train_data = InstanceDataset.for_model(model, training.tag_ids, args.scheme, args.instances_per_post, args.seed,
                                            args.tag_order)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,
@@ -458,12 +478,14 @@ def start(args) -> Run:
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     accelerator.register_for_checkpointing(state)
     run = Run(args, accelerator, output_dir, tokenizer, model, optimizer, scheduler, train_loader, state,
-              EvaluationSchedule(args, progress), load_tag_metric(), training, validation, test, validation_source,
+              EvaluationSchedule(args, progress), load_tag_metric(), training, validation, sample, test,
+              validation_source,
               train_data.instance_count, lexical_report, started=started)
 
     hyperparameters = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
     hyperparameters.update(num_tags_vocabulary=len(training.vocabulary), train_posts=len(training.table),
                            train_instances_per_epoch=run.instances_per_epoch, validation_posts=len(run.validation),
+                           validation_sample_posts=len(run.validation_sample),
                            test_posts=len(run.test), processes=accelerator.num_processes)
     accelerator.init_trackers("sog", config=hyperparameters)
     if args.resume_from_checkpoint:
@@ -473,7 +495,8 @@ def start(args) -> Run:
     accelerator.print(f"training {args.model.upper()} ({args.scheme}{layout}) on {len(training.table)} posts = "
                       f"{run.instances_per_epoch} instances/epoch in {len(train_data)} {'posts' if packed else 'rows'}, "
                       f"{len(training.vocabulary)} tags, {accelerator.num_processes} process(es) "
-                      f"[{accelerator.distributed_type}], {steps_per_epoch} steps/epoch; validation: {validation_source}; "
+                      f"[{accelerator.distributed_type}], {steps_per_epoch} steps/epoch; validation: {validation_source}"
+                      f"{sampled_while_training(run)}; "
                       f"test: {len(run.test)} posts")
     return run
 
@@ -562,11 +585,11 @@ def evaluate(run: Run) -> str | None:
     args, accelerator, state = run.args, run.accelerator, run.state
     generate_start = time.perf_counter()
     # The expert's weight is chosen first, so each checkpoint is scored (and compared) as it would be used.
-    by_weight, gain_se = (fit_lexical_weight(accelerator, run.model, run.tokenizer, run.validation, run.metric,
-                                             args.per_device_eval_batch_size) if mixes_frozen_expert(run)
+    by_weight, gain_se = (fit_lexical_weight(accelerator, run.model, run.tokenizer, run.validation_sample,
+                                             run.metric, args.per_device_eval_batch_size) if mixes_frozen_expert(run)
                           else (None, None))
-    scores, predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.validation, args.num_tags,
-                                             args.per_device_eval_batch_size, run.metric)
+    scores, predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.validation_sample,
+                                             args.num_tags, args.per_device_eval_batch_size, run.metric)
     generate_seconds = time.perf_counter() - generate_start
     accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=state.completed_steps)
     epoch = round(state.epochs_trained, 3)
@@ -634,12 +657,21 @@ def resume(accelerator, checkpoint: str, output_dir: Path):
 
 
 def save_best(run: Run, predictions):
-    """The weights of the best epoch so far and its validation predictions (the calibration is fitted on them)."""
+    """The weights of the best epoch so far and its predictions on the validation sample (the calibration is
+    fitted on them when the sample is the whole split)."""
     run.accelerator.wait_for_everyone()
     if run.accelerator.is_main_process:
         run.accelerator.unwrap_model(run.model).save_pretrained(run.output_dir)
         run.tokenizer.save_pretrained(run.output_dir)
-        write_predictions(run.output_dir / VALIDATION_PREDICTIONS, run.validation, predictions)
+        write_predictions(run.output_dir / VALIDATION_PREDICTIONS, run.validation_sample, predictions)
+
+
+def sampled_while_training(run: Run) -> str:
+    """The start-up line's note on the validation sample, if the choices made while training read one."""
+    if run.validation_sample is run.validation:
+        return ""
+    return (f" ({len(run.validation)} posts; {len(run.validation_sample)} of them read while training, "
+            "--validation_sample_while_training)")
 
 
 def mixes_frozen_expert(run: Run) -> bool:
@@ -724,6 +756,7 @@ def finish(run: Run, stopped_by: str) -> dict:
     best_row = state.history[state.best_evaluation]
     validation = {k[len("validation_"):]: v for k, v in best_row.items() if k.startswith("validation_")}
     validation_predictions = read_predictions(output_dir / VALIDATION_PREDICTIONS)
+    scored = run.validation_sample     # the split ``validation`` and its predictions are of
     lexical = dict(run.lexical_report or {})
     if mixes_frozen_expert(run):   # the weight the chosen checkpoint was scored with (the config is not reloaded)
         chosen.config.lexical_weight = lexical["weight"] = best_row["lexical_weight"]
@@ -733,7 +766,11 @@ def finish(run: Run, stopped_by: str) -> dict:
             validation, validation_predictions, lexical["validation_R@5_by_later_weight"] = fit_later_lexical_weight(
                 accelerator, run.model, run.tokenizer, run.validation, run.metric, args.num_tags,
                 args.per_device_eval_batch_size)
-            lexical["later_weight"] = chosen.config.lexical_later_weight
+            lexical["later_weight"], scored = chosen.config.lexical_later_weight, run.validation
+    if scored is not run.validation:   # the evaluations read a sample: the chosen model reads the whole split once
+        validation, validation_predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.validation,
+                                                                args.num_tags, args.per_device_eval_batch_size,
+                                                                run.metric)
     chosen.config.score_calibration = fit_score_calibration(validation_predictions, run.validation.gold)
     generate_start = time.perf_counter()
     test, test_predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.test, args.num_tags,
@@ -756,11 +793,13 @@ def finish(run: Run, stopped_by: str) -> dict:
                "instances_seen": run.instances_seen, "epochs_trained": state.epochs_trained,
                "stopped_by": stopped_by, "validation_source": run.validation_source,
                "seconds_to_first_step": run.seconds_to_first_step, "startup_peak_rss_mb": run.startup_peak_rss_mb,
-               "validation_posts": len(run.validation), "test_posts": len(run.test)}
+               "validation_posts": len(run.validation), "validation_sample_posts": len(run.validation_sample),
+               "test_posts": len(run.test)}
     accelerator.print(results_table(summary))
     if accelerator.is_main_process:
         write_hub_folder(chosen, run.tokenizer, output_dir, scores={"validation": validation, "test": test},
                          settings=card_settings(args), example_posts=run.test.posts[:3])
+        write_predictions(output_dir / VALIDATION_PREDICTIONS, run.validation, validation_predictions)
         write_predictions(output_dir / TEST_PREDICTIONS, run.test, test_predictions)
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
         if args.push_to_hub:

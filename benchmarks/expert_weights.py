@@ -6,6 +6,12 @@ with them, next to the run's own test scores.
 
     python -m benchmarks.expert_weights outputs/equal_cost/sog_train.py_defaults__seed42 [...] \
         --results benchmarks/results/expert_weights
+    python -m benchmarks.expert_weights RUN... --dataset debtags    # later weight on every carved validation post
+
+With ``--dataset``/``--data_dir`` (the corpus the benchmark that trained the runs read), a run trained on a sample
+of the carved validation posts is refitted as ``train.py --validation_sample_while_training`` would have fitted
+it: the first step's weight on its own sample, the later steps' weight (and the validation scores) on every carved
+validation post; a run whose validation posts are not all in that corpus's carved validation is refused.
 
 What it measures: a change in how the weights are chosen, on the same checkpoints (each run's own chosen
 checkpoint: a summary keeps only that one's weights, so whether the new rule would have chosen another evaluation
@@ -22,24 +28,28 @@ from transformers import AutoTokenizer
 
 import train
 from benchmarks.common import REPO, machine, percent_row, test_group_statistics
-from corpora import Split, load_corpus
+from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
 from evaluation import generate_and_score, labels, load_tag_metric
 from recipe import MODEL_CLASSES
 
 SPLIT_ARGUMENTS = ("dataset", "data_dir", "seed", "validation_split_percentage", "max_train_samples",
-                   "max_validation_samples", "max_eval_samples")
+                   "max_validation_samples", "validation_sample_while_training", "max_eval_samples")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="train.py output folders (train_summary.json, the saved model)")
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "expert_weights"))
+    p.add_argument("--dataset", help="the corpus the runs' benchmark read, as train.py --dataset: fit the later "
+                   "steps' weight on its whole carved validation (default: on each run's own validation)")
+    p.add_argument("--data_dir")
     p.add_argument("--batch_size", type=int, default=64)
     return p.parse_args(argv)
 
 
-def run_splits(summary: dict) -> tuple[Split, Split]:
-    """The validation and test splits of a run, rebuilt from its own arguments."""
+def run_splits(summary: dict) -> tuple[Split, Split, Split]:
+    """The validation split of a run, the sample of it read while training (``train.validation_sample``) and the
+    test split, rebuilt from the run's own arguments."""
     saved = summary["args"]
     argv = ["--output_dir", "unused"]
     for name in SPLIT_ARGUMENTS:
@@ -47,7 +57,25 @@ def run_splits(summary: dict) -> tuple[Split, Split]:
             argv += [f"--{name}", str(saved[name])]
     args = train.parse_args(argv)
     _, validation, test, _ = train.splits_of(load_corpus(args.dataset, args.data_dir), args)
-    return Split.of("validation", validation), Split.of("test", test)
+    validation = Split.of("validation", validation)
+    return validation, train.validation_sample(validation, args), Split.of("test", test)
+
+
+def carved_validation(dataset, data_dir) -> Split:
+    """Every validation post a benchmark carved from ``dataset``'s train split (``train.py``'s rule)."""
+    return Split.of("carved validation",
+                    prepare_splits(load_corpus(dataset, data_dir), DEFAULT_VALIDATION_PERCENTAGE)[1])
+
+
+def ids_within(carved: Split, used: Split, folder: Path) -> set[str]:
+    """The ids of a run's validation posts, refused unless all of them are carved validation posts."""
+    used_ids = {str(i) for i in used.data["id"]}
+    missing = sorted(used_ids - {str(i) for i in carved.data["id"]})
+    if missing:
+        raise SystemExit(f"{folder}: {len(missing)} of its {len(used_ids)} validation posts (first: {missing[0]!r}) "
+                         "are not in the carved validation of --dataset/--data_dir: name the corpus the benchmark "
+                         "that trained it read")
+    return used_ids
 
 
 def corpus_name(saved: dict) -> str:
@@ -67,17 +95,24 @@ def load_run(folder: Path):
     return summary, model, AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
 
 
-def refit(folder: Path, accelerator, metric, batch_size: int) -> dict:
+def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | None = None) -> dict:
     summary, model, tokenizer = load_run(folder)
     saved = summary["args"]
-    validation, test = run_splits(summary)
-    if len(test) != summary["test_posts"] or len(validation) != summary["validation_posts"]:
-        raise SystemExit(f"{folder}: rebuilt splits have {len(validation)} validation / {len(test)} test posts, the "
-                         f"run had {summary['validation_posts']} / {summary['test_posts']}")
+    validation, sample, test = run_splits(summary)
+    # runs made before train.py read a sample while training read their whole validation split throughout
+    sample_posts = summary.get("validation_sample_posts", summary["validation_posts"])
+    if (len(test), len(validation), len(sample)) != (summary["test_posts"], summary["validation_posts"], sample_posts):
+        raise SystemExit(f"{folder}: rebuilt splits have {len(validation)} validation ({len(sample)} read while "
+                         f"training) / {len(test)} test posts, the run had {summary['validation_posts']} "
+                         f"({sample_posts}) / {summary['test_posts']}")
+    if carved is not None:
+        ids_within(carved, validation, folder)
+        validation = carved
     before = {"weight": model.config.lexical_weight, "later_weight": model.config.lexical_later_weight}
-    by_weight, gain_se = train.fit_lexical_weight(accelerator, model, tokenizer, validation, metric, batch_size)
+    by_weight, gain_se = train.fit_lexical_weight(accelerator, model, tokenizer, sample, metric, batch_size)
     row = {"run": folder.name, "dataset": corpus_name(saved),
            "validation_posts": len(validation), "validation_groups": len(set(validation.groups)),
+           "validation_sample_posts": len(sample),
            "test_posts": len(test), "weight_before": before["weight"], "weight": model.config.lexical_weight,
            "validation_P@1_by_weight": by_weight, "validation_P@1_gain_se_by_weight": gain_se}
     if model.decodes_in_steps:
@@ -102,11 +137,18 @@ def markdown(rows: list[dict]) -> str:
         later = ("(one pass)" if "later_weight" not in r else
                  f"{r['weight_before'] if r['later_weight_before'] is None else r['later_weight_before']:g} → "
                  f"{r['later_weight']:g}")
-        lines.append(f"| {r['run']} | {r['dataset']} | {r['validation_posts']} ({r['validation_groups']}) | "
+        # the first step's weight read the posts the run read while training, where that was a sample
+        sample = r.get("validation_sample_posts", r["validation_posts"])
+        posts = f"{r['validation_posts']} ({r['validation_groups']})" + (
+            f"; first weight: {sample}" if sample != r["validation_posts"] else "")
+        lines.append(f"| {r['run']} | {r['dataset']} | {posts} | "
                      f"{r['weight_before']:g} → {r['weight']:g} | {later} | {b['P@1']:.2f} / {a['P@1']:.2f} "
                      f"(± {se['P@1_se']:.2f}) | {b['R@5']:.2f} / {a['R@5']:.2f} (± {se['R@5_se']:.2f}) |")
+    whole = any(r.get("validation_sample_posts", r["validation_posts"]) != r["validation_posts"] for r in rows)
     return (f"Settings: machine={machine()}; each run's own checkpoint and splits; its expert weights chosen again on "
-            f"validation by this checkout's train.py; the test split scored once.\n\n" + "\n".join(lines) + "\n")
+            f"validation by this checkout's train.py" + ("; where a row names the posts its first weight read (the "
+            "run's own), its later weight read every validation post carved from the corpus" if whole else "") +
+            "; the test split scored once.\n\n" + "\n".join(lines) + "\n")
 
 
 def main(argv=None):
@@ -115,8 +157,9 @@ def main(argv=None):
     rows = []
     stem = Path(args.results)
     stem.parent.mkdir(parents=True, exist_ok=True)
+    carved = carved_validation(args.dataset, args.data_dir) if args.dataset else None
     for folder in args.runs:
-        rows.append(refit(Path(folder), accelerator, metric, args.batch_size))
+        rows.append(refit(Path(folder), accelerator, metric, args.batch_size, carved))
         print(json.dumps(rows[-1]), flush=True)
         stem.with_suffix(".json").write_text(json.dumps({"rows": rows}, indent=1))
         stem.with_suffix(".md").write_text(markdown(rows))

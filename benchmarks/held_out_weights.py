@@ -25,8 +25,8 @@ from accelerate import Accelerator
 
 import train
 from benchmarks.common import REPO, machine
-from benchmarks.expert_weights import corpus_name, load_run, run_splits
-from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
+from benchmarks.expert_weights import carved_validation, corpus_name, ids_within, load_run, run_splits
+from corpora import Split
 from evaluation import K_VALUES, generate_and_score, labels, load_tag_metric, per_post_scores
 
 # train.py's grid and three steps past its edge (4): on full debtags the later steps' weight was chosen at the
@@ -47,18 +47,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def held_out_posts(carved, used: Split, folder: Path) -> Split:
-    """The carved validation posts that are not in the run's own validation sample."""
-    used_ids = {str(i) for i in used.data["id"]}
-    carved_ids = {str(i) for i in carved["id"]}
-    if not used_ids <= carved_ids:
-        missing = sorted(used_ids - carved_ids)
-        raise SystemExit(f"{folder}: {len(missing)} of its {len(used_ids)} validation posts (first: {missing[0]!r}) "
-                         "are not in the carved validation of --dataset/--data_dir: name the corpus the benchmark "
-                         "that trained it read")
-    rest = carved.filter(lambda row: str(row["id"]) not in used_ids)
+def held_out_posts(carved: Split, used: Split, folder: Path) -> Split:
+    """The carved validation posts that are not in the run's own validation split."""
+    used_ids = ids_within(carved, used, folder)
+    rest = carved.data.filter(lambda row: str(row["id"]) not in used_ids)
     if len(rest) == 0:
-        raise SystemExit(f"{folder}: its validation sample is the whole carved validation: no held-out posts")
+        raise SystemExit(f"{folder}: its validation split is the whole carved validation: no held-out posts")
     return Split.of("held-out validation", rest)
 
 
@@ -120,7 +114,7 @@ def main(argv=None):
     if any(w < 0 for w in weights):
         raise SystemExit(f"--weights must be 0 or above, got {min(weights):g}")
     accelerator, metric = Accelerator(cpu=True), load_tag_metric()
-    carved = prepare_splits(load_corpus(args.dataset, args.data_dir), DEFAULT_VALIDATION_PERCENTAGE)[1]
+    carved = carved_validation(args.dataset, args.data_dir)
     stem = Path(args.results)
     stem.parent.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -171,6 +171,13 @@ def test_equal_cost_rows_are_distinct_train_py_runs_and_evaluations_reach_every_
         assert parsed not in runs, f"{name} trains what another row trains"
         runs.append(parsed)
     assert "--evaluations" not in equal_cost.train_budget(equal_cost.parse_args([]))   # earlier runs stay reusable
+    # every carved validation post is written, 500 of them read while training; 0 reads them all throughout
+    args = equal_cost.parse_args([])
+    assert args.max_validation_samples is None and vars(train.parse_args(equal_cost.train_budget(args)))[
+        "validation_sample_while_training"] == 500
+    before = equal_cost.train_budget(equal_cost.parse_args(["--max_validation_samples", "500",
+                                                            "--validation_sample_while_training", "0"]))
+    assert train.parse_args(before).validation_sample_while_training is None
 
 
 def test_a_rows_validation_curve_lists_each_evaluation_of_the_run():
@@ -208,6 +215,34 @@ def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_e
     assert f"| {row['weight_before']:g} → {row['weight']:g} |" in stem.with_suffix(".md").read_text()
 
 
+def test_expert_weights_fits_the_later_weight_on_every_carved_validation_post_when_told_the_corpus(tmp_path,
+                                                                                                   tiny_encoder,
+                                                                                                   monkeypatch):
+    # as train.py --validation_sample_while_training would: the first weight on the run's own 16 posts, the later
+    # weight (and its scores) on the whole carved validation
+    import train
+    from benchmarks import expert_weights
+    from corpora import BUNDLED_CORPUS, DEFAULT_VALIDATION_PERCENTAGE, load_corpus, prepare_splits
+    folder, summary = tiny_run(tmp_path, tiny_encoder)
+    carved = prepare_splits(load_corpus(None), DEFAULT_VALIDATION_PERCENTAGE)[1]
+    read = []
+    for name in ("fit_lexical_weight", "fit_later_lexical_weight"):
+        def recording(accelerator, model, tokenizer, split, *rest, real=getattr(train, name), name=name):
+            read.append((name, sorted(map(str, split.data["id"]))))
+            return real(accelerator, model, tokenizer, split, *rest)
+        monkeypatch.setattr(train, name, recording)
+    stem = tmp_path / "results" / "expert_weights"
+    [row] = expert_weights.main([str(folder), "--dataset", str(BUNDLED_CORPUS), "--results", str(stem)])
+    own = sorted(map(str, expert_weights.run_splits(summary)[0].data["id"]))
+    assert read == [("fit_lexical_weight", own), ("fit_later_lexical_weight", sorted(map(str, carved["id"])))]
+    assert (row["validation_posts"], row["validation_sample_posts"]) == (len(carved), 16) and len(carved) > 16
+    assert row["weight"] == summary["lexical_expert"]["weight"]
+    later = row["validation_R@5_by_later_weight"]
+    assert row["later_weight"] == max(later, key=lambda w: (later[w], -abs(w - row["weight"])))
+    assert f"| {len(carved)} (" in stem.with_suffix(".md").read_text()
+    assert "; first weight: 16 |" in stem.with_suffix(".md").read_text()
+
+
 def test_held_out_weights_scores_a_run_on_its_own_validation_and_on_the_carved_posts_it_never_saw(tmp_path,
                                                                                                   tiny_encoder):
     # on the run's own sample, the weights it chose score what train.py recorded; the held-out posts are the rest
@@ -230,7 +265,8 @@ def test_held_out_weights_scores_a_run_on_its_own_validation_and_on_the_carved_p
 def test_held_out_weights_refuses_a_run_from_another_corpus_and_a_run_that_used_every_carved_post(tmp_path):
     from benchmarks.held_out_weights import held_out_posts
     from corpora import Split
-    carved = datasets.Dataset.from_dict({"id": ["a", "b", "c"], "tags": [["x"], ["y"], ["x"]]})
+    carved = Split.of("carved validation",
+                      datasets.Dataset.from_dict({"id": ["a", "b", "c"], "tags": [["x"], ["y"], ["x"]]}))
     used = lambda ids: Split.of("validation", datasets.Dataset.from_dict({"id": ids, "tags": [["x"]] * len(ids)}))
     assert [str(i) for i in held_out_posts(carved, used(["a"]), tmp_path).data["id"]] == ["b", "c"]
     with pytest.raises(SystemExit, match=r"1 of its 2 validation posts \(first: 'z'\) are not in the carved"):

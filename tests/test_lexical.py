@@ -220,6 +220,24 @@ def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mo
     assert config["lexical_later_weight"] == expert["later_weight"]
 
 
+def test_with_a_validation_sample_the_first_weight_reads_the_sample_and_the_later_weight_every_post(tmp_path,
+                                                                                                    tiny_encoder):
+    summary = train.main(["--max_train_samples", "60", "--max_validation_samples", "20", "--max_eval_samples", "12",
+                          "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
+                          "--model_name_or_path", tiny_encoder, "--num_train_epochs", "1", "--lexical_c_grid", "4",
+                          "--validation_sample_while_training", "8", "--output_dir", str(tmp_path)])
+    expert = summary["lexical_expert"]
+    # P@1 on 8 posts moves in steps of 12.5 points; every weight of every evaluation was scored on them
+    for row in summary["history"]:
+        assert all(v / 12.5 == round(v / 12.5) for v in row["P@1_by_lexical_weight"].values())
+        assert row["validation_n"] == 8
+    # the later weight was fitted on all 20, and the model is reported there
+    assert summary["validation"]["n"] == 20 and summary["validation_sample_posts"] == 8
+    later = expert["validation_R@5_by_later_weight"]
+    assert round(summary["validation"]["recall@5"], 2) == later[expert["later_weight"]]
+    assert summary["score_calibration"]["posts"] == 20
+
+
 RELOAD = r"""
 import json, sys
 for name in ("configuration_sog", "modeling_sog", "modeling_br", "modeling_ar", "inputs_sog", "pipeline_sog"):

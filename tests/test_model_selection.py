@@ -11,7 +11,7 @@ import torch
 
 import train
 from calibration import fit_score_calibration
-from corpora import MIN_VALIDATION_POSTS, carve_validation, tag_vocabulary
+from corpora import MIN_VALIDATION_POSTS, Split, carve_validation, tag_vocabulary
 from data_builders import split_of, validation_rank
 from modeling_br import BRForTagRanking
 from modeling_sog import SetDecoder, SOGForTagGeneration, calibrated_scores
@@ -64,23 +64,31 @@ def test_a_corpus_with_its_own_validation_split_uses_it(tmp_path):
     assert tag_vocabulary(train_split["tags"], 1) == ["a"]
 
 
-def test_the_epoch_is_chosen_on_validation_and_test_is_scored_once(tmp_path, tiny_encoder, monkeypatch):
-    """Validation scores are scripted (epoch 2 best, then worse), so the choice cannot hold by accident; the test
-    split must then be scored with epoch 2's weights and the calibration fitted on epoch 2's validation tags."""
-    calls, scripted = [], iter([10.0, 30.0, 20.0])
+def recorded_scoring(monkeypatch, scripted_split: str, precisions: list) -> list:
+    """train.py's scoring, recorded call by call (split, posts, a checksum of the weights, predictions, gold,
+    scores), with the P@1 of ``scripted_split`` replaced by ``precisions`` in turn: a choice made on it cannot
+    hold by accident."""
+    calls, scripted = [], iter(precisions)
     real = train.generate_and_score
 
     def recording(accelerator, model, tokenizer, split, *rest):
         scores, predictions = real(accelerator, model, tokenizer, split, *rest)
         with torch.no_grad():
             checksum = sum(p.double().sum() for p in accelerator.unwrap_model(model).parameters()).item()
-        if split.name == "validation":
+        if split.name == scripted_split:
             scores = {**scores, "precision@1": next(scripted)}
         calls.append({"split": split.name, "posts": len(split), "checksum": checksum, "predictions": predictions,
-                      "gold": split.gold})
+                      "gold": split.gold, "scores": scores})
         return scores, predictions
 
     monkeypatch.setattr(train, "generate_and_score", recording)
+    return calls
+
+
+def test_the_epoch_is_chosen_on_validation_and_test_is_scored_once(tmp_path, tiny_encoder, monkeypatch):
+    """Validation scores are scripted (epoch 2 best, then worse), so the choice cannot hold by accident; the test
+    split must then be scored with epoch 2's weights and the calibration fitted on epoch 2's validation tags."""
+    calls = recorded_scoring(monkeypatch, "validation", [10.0, 30.0, 20.0])
     # no lexical expert: its weight is fitted by generating on validation again, which is not an epoch's score
     summary = train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--num_train_epochs", "3",
                                   "--learning_rate", "1e-3", "--lexical_mode", "none", "--output_dir", str(tmp_path)])
@@ -101,6 +109,31 @@ def test_the_epoch_is_chosen_on_validation_and_test_is_scored_once(tmp_path, tin
     assert "| K | validation P@K | validation R@K | test P@K | test R@K |" in card
     assert "| 1 | 30.00 |" in card                                            # the chosen epoch's validation score
     assert len((tmp_path / "eval_predictions.jsonl").read_text().splitlines()) == 12
+
+
+def test_the_evaluations_read_a_validation_sample_and_the_chosen_model_the_whole_split(tmp_path, tiny_encoder,
+                                                                                      monkeypatch):
+    """--validation_sample_while_training: the checkpoint is chosen on the sample (scripted: epoch 2), then the
+    chosen weights read every validation post once; the calibration, the reported validation scores and the saved
+    validation predictions are of the whole split."""
+    calls = recorded_scoring(monkeypatch, "validation sample", [10.0, 30.0, 20.0])
+    summary = train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--num_train_epochs", "3", "--learning_rate",
+                                  "1e-3", "--lexical_mode", "none", "--validation_sample_while_training", "4",
+                                  "--output_dir", str(tmp_path)])
+    assert [(c["split"], c["posts"]) for c in calls] == [("validation sample", 4)] * 3 + [("validation", 10),
+                                                                                          ("test", 12)]
+    whole = calls[3]
+    assert whole["checksum"] == pytest.approx(calls[1]["checksum"], rel=1e-12)   # the chosen epoch read it
+    assert summary["best_epoch"] == 2 and summary["validation"] == whole["scores"] and summary["validation"]["n"] == 10
+    assert (summary["validation_posts"], summary["validation_sample_posts"]) == (10, 4)
+    assert summary["score_calibration"] == fit_score_calibration(whole["predictions"], whole["gold"])
+    assert len((tmp_path / train.VALIDATION_PREDICTIONS).read_text().splitlines()) == 10
+    # the sample is seeded, and a sample as large as the split is the split
+    args = train.parse_args(["--validation_sample_while_training", "4"])
+    split = Split.of("validation", datasets.Dataset.from_dict({"id": [str(i) for i in range(10)], "tags": [["a"]] * 10}))
+    assert train.validation_sample(split, args).data["id"] == train.validation_sample(split, args).data["id"]
+    args.validation_sample_while_training = 10
+    assert train.validation_sample(split, args) is split
 
 
 def test_early_stopping_follows_validation(tmp_path, tiny_encoder):
