@@ -241,10 +241,8 @@ def validation_sample(validation: Split, args) -> Split:
     validation posts, or the whole split. They run several times inside the time budget, so they read few posts;
     the fits after training run once and read all of them, so they do not hang on a few hundred posts (on full
     debtags 500 posts chose the later steps' weight at 0.25 to 4 where every 1,356 chose 2; the README)."""
-    size = args.validation_sample_while_training
-    if not size or size >= len(validation):
-        return validation
-    return Split.of("validation sample", subset(validation.data, size, args.seed))
+    sample = subset(validation.data, args.validation_sample_while_training, args.seed)
+    return validation if sample is validation.data else Split.of("validation sample", sample)
 
 
 # ----- the run's pieces --------------------------------------------------------------------------------
@@ -755,8 +753,7 @@ def finish(run: Run, stopped_by: str) -> dict:
     chosen.load_state_dict(load_file(output_dir / BEST_WEIGHTS), strict=True)
     best_row = state.history[state.best_evaluation]
     validation = {k[len("validation_"):]: v for k, v in best_row.items() if k.startswith("validation_")}
-    validation_predictions = read_predictions(output_dir / VALIDATION_PREDICTIONS)
-    scored = run.validation_sample     # the split ``validation`` and its predictions are of
+    validation_predictions = read_predictions(output_dir / VALIDATION_PREDICTIONS)   # of the validation sample
     lexical = dict(run.lexical_report or {})
     if mixes_frozen_expert(run):   # the weight the chosen checkpoint was scored with (the config is not reloaded)
         chosen.config.lexical_weight = lexical["weight"] = best_row["lexical_weight"]
@@ -766,8 +763,9 @@ def finish(run: Run, stopped_by: str) -> dict:
             validation, validation_predictions, lexical["validation_R@5_by_later_weight"] = fit_later_lexical_weight(
                 accelerator, run.model, run.tokenizer, run.validation, run.metric, args.num_tags,
                 args.per_device_eval_batch_size)
-            lexical["later_weight"], scored = chosen.config.lexical_later_weight, run.validation
-    if scored is not run.validation:   # the evaluations read a sample: the chosen model reads the whole split once
+            lexical["later_weight"] = chosen.config.lexical_later_weight
+    # the evaluations read a sample and no later-weight fit read the whole split: the chosen model reads it once
+    if run.validation_sample is not run.validation and "later_weight" not in lexical:
         validation, validation_predictions = generate_and_score(accelerator, run.model, run.tokenizer, run.validation,
                                                                 args.num_tags, args.per_device_eval_batch_size,
                                                                 run.metric)

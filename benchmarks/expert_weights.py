@@ -61,6 +61,12 @@ def run_splits(summary: dict) -> tuple[Split, Split, Split]:
     return validation, train.validation_sample(validation, args), Split.of("test", test)
 
 
+def sample_posts(record: dict) -> int:
+    """The validation posts a run (its summary) or a refitted row read while training: all of them where it
+    records no sample (runs made before train.py read one)."""
+    return record.get("validation_sample_posts", record["validation_posts"])
+
+
 def carved_validation(dataset, data_dir) -> Split:
     """Every validation post a benchmark carved from ``dataset``'s train split (``train.py``'s rule)."""
     return Split.of("carved validation",
@@ -99,12 +105,11 @@ def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | No
     summary, model, tokenizer = load_run(folder)
     saved = summary["args"]
     validation, sample, test = run_splits(summary)
-    # runs made before train.py read a sample while training read their whole validation split throughout
-    sample_posts = summary.get("validation_sample_posts", summary["validation_posts"])
-    if (len(test), len(validation), len(sample)) != (summary["test_posts"], summary["validation_posts"], sample_posts):
+    if (len(test), len(validation), len(sample)) != (summary["test_posts"], summary["validation_posts"],
+                                                     sample_posts(summary)):
         raise SystemExit(f"{folder}: rebuilt splits have {len(validation)} validation ({len(sample)} read while "
                          f"training) / {len(test)} test posts, the run had {summary['validation_posts']} "
-                         f"({sample_posts}) / {summary['test_posts']}")
+                         f"({sample_posts(summary)}) / {summary['test_posts']}")
     if carved is not None:
         ids_within(carved, validation, folder)
         validation = carved
@@ -138,13 +143,12 @@ def markdown(rows: list[dict]) -> str:
                  f"{r['weight_before'] if r['later_weight_before'] is None else r['later_weight_before']:g} → "
                  f"{r['later_weight']:g}")
         # the first step's weight read the posts the run read while training, where that was a sample
-        sample = r.get("validation_sample_posts", r["validation_posts"])
         posts = f"{r['validation_posts']} ({r['validation_groups']})" + (
-            f"; first weight: {sample}" if sample != r["validation_posts"] else "")
+            f"; first weight: {sample_posts(r)}" if sample_posts(r) != r["validation_posts"] else "")
         lines.append(f"| {r['run']} | {r['dataset']} | {posts} | "
                      f"{r['weight_before']:g} → {r['weight']:g} | {later} | {b['P@1']:.2f} / {a['P@1']:.2f} "
                      f"(± {se['P@1_se']:.2f}) | {b['R@5']:.2f} / {a['R@5']:.2f} (± {se['R@5_se']:.2f}) |")
-    whole = any(r.get("validation_sample_posts", r["validation_posts"]) != r["validation_posts"] for r in rows)
+    whole = any(sample_posts(r) != r["validation_posts"] for r in rows)
     return (f"Settings: machine={machine()}; each run's own checkpoint and splits; its expert weights chosen again on "
             f"validation by this checkout's train.py" + ("; where a row names the posts its first weight read (the "
             "run's own), its later weight read every validation post carved from the corpus" if whole else "") +
