@@ -61,8 +61,8 @@ class SOGConfig(BertConfig):
             ``"softmax"`` (the paper's BR: cross-entropy of a softmax over tags against the uniform
             distribution over the gold set).
         lexical_mode (`str`, *optional*):
-            The lexical expert ("wide and deep"): a linear map from the TF-IDF bag of word pieces of the *whole*
-            post (every field, never truncated) to the tags, kept in the model (``lexical.weight``, ``lexical.bias``,
+            The lexical expert ("wide and deep"): a linear map from the TF-IDF bag of words (``lexical_words``) or
+            word pieces of the *whole* post (every field, never truncated) to the tags, kept in the model (``lexical.weight``, ``lexical.bias``,
             the ``lexical.idf`` buffer) and computed once per post. How it meets the encoder's logits:
             ``"mix"``: fitted alone first (a regularised logistic regression per tag), frozen, and added at
             decoding as ``lexical_weight * log sigmoid(z)`` (a product of experts: the encoder's step probability
@@ -77,8 +77,14 @@ class SOGConfig(BertConfig):
             Generators (SOG, AR): the expert's weight from the second step on (``train.py`` fits it on the
             validation split's R@5 once the first step's weight is fixed: the first tag is a P@1 question, the rest
             of the set a recall one). ``None`` (default): ``lexical_weight`` at every step.
+        lexical_words (`list[str]`, *optional*):
+            The expert's vocabulary when it reads words: the post's words of two characters or more, lower-cased
+            (scikit-learn's default token pattern), those of the image, location and time fields prefixed
+            ``img_``, ``loc_``, ``time_`` as the classical baselines fuse them; ``lexical.weight`` has one row per
+            word. ``train.py`` fits it on the train split (``--lexical_units words``). ``None`` (default): the
+            expert reads the tokenizer's word pieces, one row per piece.
         lexical_max_pieces (`int`, *optional*, defaults to 8192):
-            Word pieces read per field for the expert's bag (the encoder reads ``max_input_length`` units).
+            Word pieces read per field for a piece expert's bag (the encoder reads ``max_input_length`` units).
         score_calibration (`dict`, *optional*):
             How ``generate_tags`` turns a tag's step probability into its ``score``, the estimated probability
             that the tag belongs to the post's set: ``sigmoid(slope * logit(p) + step_slope * log(step) +
@@ -111,6 +117,7 @@ class SOGConfig(BertConfig):
     lexical_mode: str | None = None
     lexical_weight: float = 1.0
     lexical_later_weight: float | None = None
+    lexical_words: list[str] | None = None
     lexical_max_pieces: int = 8192
     score_calibration: dict | None = None
 
@@ -136,6 +143,11 @@ class SOGConfig(BertConfig):
                              f"step_loss={self.step_loss!r} every target tag is already a positive of its own")
         if self.lexical_mode is not None and self.lexical_mode not in LEXICAL_MODES:
             raise ValueError(f"SOGConfig.lexical_mode must be None or one of {LEXICAL_MODES}, got {self.lexical_mode!r}")
+        words = self.lexical_words
+        if words is not None and (not all(isinstance(word, str) and word for word in words)
+                                  or len(set(words)) != len(words)):
+            raise ValueError("SOGConfig.lexical_words must be distinct non-empty strings (lexical.fit_word_vocabulary "
+                             "makes them from a train split)")
         if not all(isinstance(tag, str) and tag for tag in self.tag_names):
             raise ValueError("SOGConfig.tag_names must be non-empty strings")
         if len(set(self.tag_names)) != len(self.tag_names):

@@ -144,8 +144,17 @@ def prepare_splits(corpus, validation_percentage: float = DEFAULT_VALIDATION_PER
 
 def posts_of(table) -> list[dict]:
     """The context fields of each row (columns the corpus lacks count as empty)."""
+    return list(iter_posts(table))
+
+
+def iter_posts(table, batch_size: int = 10_000):
+    """``posts_of``, a batch of rows at a time: reading a large split this way holds one batch in memory."""
     columns = [c for c in POST_FIELDS if c in table.column_names]
-    return [{c: row[c] for c in columns} for row in table.select_columns(columns)]
+    if not columns:
+        yield from ({} for _ in range(len(table)))
+        return
+    for batch in table.select_columns(columns).iter(batch_size=batch_size):
+        yield from ({c: batch[c][row] for c in columns} for row in range(len(batch[columns[0]])))
 
 
 def column(table, name: str, batch_size: int = 10_000):

@@ -1,9 +1,10 @@
-"""Fitting the lexical expert of a model (``modeling_sog.LexicalExpert``): TF-IDF over the word pieces of whole posts,
-idf from the train split, and one regularised logistic regression per tag (L2, minibatch Adam), its strength C
+"""Fitting the lexical expert of a model (``modeling_sog.LexicalExpert``): its word vocabulary
+(``fit_word_vocabulary``), TF-IDF over the words (or word pieces) of whole posts, idf from the train split, and one
+regularised logistic regression per tag (L2, minibatch Adam), its strength C
 chosen on the validation split, as the TF-IDF + LogisticRegression baseline chooses it; and the
 cross-fitted scores that ``lexical_mode="prior"`` trains the encoder against.
 
-Everything here reads bags (``PostUnits.piece_bags``: a post's distinct piece ids and their counts), so the features
+Everything here reads bags (``LexicalInput.bags``: a post's distinct feature ids and their counts), so the features
 are exactly what the model computes at inference: sublinear tf (``1 + log count``) times idf, each post's vector
 scaled to unit length. Bags are read once, in order: a list, or the columns of a memory-mapped table.
 """
@@ -15,10 +16,13 @@ import warnings
 from array import array
 from dataclasses import dataclass
 
+from modeling_sog import post_words
+
 import numpy as np
 import torch
 
-MIN_DOCUMENT_FREQUENCY = 2          # pieces seen in fewer train posts are ignored (idf 0), as min_df=2 does
+MIN_DOCUMENT_FREQUENCY = 2          # features seen in fewer train posts are ignored (idf 0), as min_df=2 does
+DEFAULT_MAX_WORDS = 100_000         # a word vocabulary keeps the words most posts use (V: words x tags floats)
 DEFAULT_C_GRID = (1.0, 4.0, 16.0, 64.0)   # on 5,000 cooking posts the smallest of (4, 16, 64) won: the grid spans both sides
 DEFAULT_FOLDS = 5
 DEFAULT_MAX_TRAIN_POSTS = 100_000   # the expert is a minutes model: on more posts it is fitted on a sample
@@ -30,9 +34,21 @@ def epochs_for(posts: int) -> int:
     return min(10, max(2, math.ceil(POSTS_VISITED / max(1, posts))))
 
 
-def fit_idf(bags, vocab_size: int, min_df: int = MIN_DOCUMENT_FREQUENCY) -> torch.Tensor:
-    """Smooth idf, ``log((1 + N) / (1 + df)) + 1``, and 0 for pieces in fewer than ``min_df`` posts."""
-    df = torch.zeros(vocab_size, dtype=torch.float64)
+def fit_word_vocabulary(post_fields, min_df: int = MIN_DOCUMENT_FREQUENCY, max_words: int = DEFAULT_MAX_WORDS):
+    """The words (``modeling_sog.post_words``) of at least ``min_df`` of the posts (each one's ``post_fields``, read
+    once, in order), at most ``max_words`` of them: those most posts use, ties in alphabetical order. Returns (the
+    words in that order, how many distinct words the posts had)."""
+    df = {}
+    for fields in post_fields:
+        for feature in {feature for feature, _ in post_words(fields)}:
+            df[feature] = df.get(feature, 0) + 1
+    kept = sorted((word for word, count in df.items() if count >= min_df), key=lambda word: (-df[word], word))
+    return kept[:max_words], len(df)
+
+
+def fit_idf(bags, rows: int, min_df: int = MIN_DOCUMENT_FREQUENCY) -> torch.Tensor:
+    """Smooth idf, ``log((1 + N) / (1 + df)) + 1``, and 0 for features in fewer than ``min_df`` posts."""
+    df = torch.zeros(rows, dtype=torch.float64)
     posts = 0
     for ids, _ in bags:
         posts += 1
@@ -43,7 +59,7 @@ def fit_idf(bags, vocab_size: int, min_df: int = MIN_DOCUMENT_FREQUENCY) -> torc
 
 
 def tfidf_rows(bags, idf: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """A sparse CSR matrix ``[posts, kept pieces]`` of unit-length TF-IDF rows; ``columns`` maps a piece id to its
+    """A sparse CSR matrix ``[posts, kept features]`` of unit-length TF-IDF rows; ``columns`` maps a feature id to its
     column (-1: ignored)."""
     crow, col, values = [0], array("q"), array("f")
     for ids, counts in bags:
@@ -147,17 +163,17 @@ class FittedExpert:
 
     def report(self) -> dict:
         return {"C": self.c, "validation_P@1_by_C": self.validation_precision_at_1, "seconds": round(self.seconds, 1),
-                "pieces": int((self.idf > 0).sum()), "cross_fitted": self.cross_fitted is not None}
+                "features": int((self.idf > 0).sum()), "cross_fitted": self.cross_fitted is not None}
 
 
-def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, num_tags: int, vocab_size: int,
+def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, num_tags: int, rows: int,
                c_grid=DEFAULT_C_GRID, folds: int = 0, seed: int = 42, log=print) -> FittedExpert:
     """The expert on the train split, C chosen by its own P@1 on validation; with ``folds`` > 1, also each train
     post's logits from an expert fitted (with the chosen C) on the other folds."""
     start = time.perf_counter()
-    idf = fit_idf(train_bags, vocab_size)
+    idf = fit_idf(train_bags, rows)
     kept = torch.nonzero(idf > 0).squeeze(-1)
-    columns = torch.full((vocab_size,), -1, dtype=torch.long)
+    columns = torch.full((rows,), -1, dtype=torch.long)
     columns[kept] = torch.arange(len(kept))
     features, held_out = tfidf_rows(train_bags, idf, columns), tfidf_rows(validation_bags, idf, columns)
     scores, best = {}, None
@@ -167,7 +183,7 @@ def fit_expert(train_bags, train_tag_ids, validation_bags, validation_tag_ids, n
         log(f"lexical expert: C={c:g}, validation P@1 {scores[c]:.2f} ({time.perf_counter() - start:.0f} s)")
         if best is None or scores[c] > scores[best]:   # ties keep the smaller C; only the best fit is kept
             best, (compact, bias) = c, fitted
-    weight = torch.zeros(vocab_size, num_tags)
+    weight = torch.zeros(rows, num_tags)
     weight[kept] = compact
     cross_fitted = None
     if folds > 1:
@@ -213,4 +229,4 @@ def install(model, expert: FittedExpert, trainable: bool):
 def fit_idf_only(model, train_bags):
     """A jointly trained expert learns its weights with the encoder; its idf still comes from the train split."""
     with torch.no_grad():
-        model.lexical.idf.copy_(fit_idf(train_bags, model.config.vocab_size).to(model.lexical.idf))
+        model.lexical.idf.copy_(fit_idf(train_bags, model.lexical.idf.numel()).to(model.lexical.idf))

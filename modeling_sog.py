@@ -15,6 +15,8 @@ then the tags.
 One class per concept, in the order a post flows through them:
 
 - ``PostUnits``: a post's fields -> the unit ids of its context (post-to-units encoding);
+- ``WordBags`` / ``PieceBags`` (``LexicalInput``) and ``LexicalExpert``: the wide half, a linear map from the
+  TF-IDF bag of the whole post's words (or word pieces) to the tags;
 - ``PaperLayout`` / ``OnePassLayout`` (``config.attention_layout``): how rows are assembled, positioned and
   packed, and who attends to whom. The paper's: everyone sees everyone. One-pass: the context never sees
   the tags, which packs a post's N training instances into one row and lets generation encode the context once;
@@ -238,33 +240,6 @@ class PostUnits:
             return self.contexts(posts, tokenizer, pieces)
         return self.field_units(posts, tokenizer, pieces)
 
-    def piece_bags(self, posts, tokenizer, pieces=None) -> list[tuple[list[int], list[int]]]:
-        """Per post, its bag of word pieces as (distinct piece ids, how often each occurs) over the whole post
-        (every field, up to ``lexical_max_pieces`` pieces a field, not the encoder's truncated context): the
-        lexical expert's input."""
-        pieces = self.field_pieces(posts, tokenizer, self.config.lexical_max_pieces) if pieces is None else pieces
-        bags = []
-        for row in pieces:
-            bag = {}
-            for ids in row:
-                for piece in ids:
-                    bag[piece] = bag.get(piece, 0) + 1
-            bags.append((list(bag), list(bag.values())))
-        return bags
-
-    @staticmethod
-    def bag_tensors(bags) -> dict:
-        """Bags -> ``lexical_ids`` ``[posts, longest bag]`` (distinct piece ids, 0 pads) and ``lexical_counts`` (how
-        often each occurs; 0 on padding)."""
-        width = max([len(ids) for ids, _ in bags] + [1])
-        lexical_ids = torch.zeros((len(bags), width), dtype=torch.long)
-        lexical_counts = torch.zeros((len(bags), width), dtype=torch.float32)
-        for row, (ids, counts) in enumerate(bags):
-            if len(ids):
-                lexical_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-                lexical_counts[row, :len(ids)] = torch.tensor(counts, dtype=torch.float32)
-        return {"lexical_ids": lexical_ids, "lexical_counts": lexical_counts}
-
     def kinds(self, input_ids, token_type_ids, attention_mask) -> torch.Tensor:
         """``[batch, units]``: UNIT_CONTEXT for ``[CLS] context [SEP]``, UNIT_TAG / UNIT_MASK for segment-1 units,
         UNIT_PAD for padding."""
@@ -276,20 +251,139 @@ class PostUnits:
 
 
 # ----- the lexical expert ----------------------------------------------------------------------------------
-class LexicalExpert(nn.Module):
-    """The wide half of a wide-and-deep tagger: ``z = tfidf(post) V + b``, a linear map from the TF-IDF bag of word
-    pieces of the whole post to the tags (``V``: ``weight``, vocabulary x tags). ``idf`` is a buffer fitted on the
-    train split (0 for pieces the expert ignores); tf is sublinear (``1 + log count``) and each post's vector has
-    unit length, as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` makes them."""
+WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")   # scikit-learn's default token pattern: words of 2+ characters
+FIELD_WORD_PREFIXES = ("img_", "loc_", "time_", "")   # image, location, time words, text (``post_fields``' order)
 
-    def __init__(self, config):
+
+def post_words(fields) -> list[tuple[str, str]]:
+    """A post's fields (``post_fields``) -> (feature, the word as written) for each of its words: lower-cased, those
+    of the image, location and time fields prefixed as ``classical_baselines.fused_document`` fuses them."""
+    return [(prefix + match.group().lower(), match.group()) for prefix, text in zip(FIELD_WORD_PREFIXES, fields)
+            for match in WORD_PATTERN.finditer(text)]
+
+
+def bag_of(features) -> tuple[list[int], list[int]]:
+    """Feature ids -> (the distinct ids in order of first occurrence, how often each occurs)."""
+    counts = {}
+    for feature in features:
+        counts[feature] = counts.get(feature, 0) + 1
+    return list(counts), list(counts.values())
+
+
+class LexicalInput:
+    """What the lexical expert reads of a post: its bag of features (distinct ids, how often each occurs) over the
+    whole post, never the encoder's truncated context. A kind states how many features it has (``rows``, the
+    rows of ``LexicalExpert.weight``), the word pieces it tokenizes that the encoder's context can reuse
+    (``pieces``), its bags, and which of its features each word of the post is made of (``word_features``: what
+    explanations are told in)."""
+
+    def __init__(self, units: PostUnits):
+        self.units, self.config = units, units.config
+
+    @property
+    def rows(self) -> int:
+        raise NotImplementedError
+
+    def pieces(self, posts, tokenizer):
+        """``field_pieces`` the encoder can reuse, or None where this kind does not tokenize."""
+        return None
+
+    def bags(self, posts, tokenizer, pieces=None) -> list[tuple[list[int], list[int]]]:
+        raise NotImplementedError
+
+    def word_features(self, fields, tokenizer) -> list[tuple[str, list[int]]]:
+        """Per word of a post (``post_fields``), the word as written and the ids of its features."""
+        raise NotImplementedError
+
+    @staticmethod
+    def tensors(bags) -> dict:
+        """Bags -> ``lexical_ids`` ``[posts, longest bag]`` (distinct feature ids, 0 pads) and ``lexical_counts``
+        (how often each occurs; 0 on padding)."""
+        width = max([len(ids) for ids, _ in bags] + [1])
+        lexical_ids = torch.zeros((len(bags), width), dtype=torch.long)
+        lexical_counts = torch.zeros((len(bags), width), dtype=torch.float32)
+        for row, (ids, counts) in enumerate(bags):
+            if len(ids):
+                lexical_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+                lexical_counts[row, :len(ids)] = torch.tensor(counts, dtype=torch.float32)
+        return {"lexical_ids": lexical_ids, "lexical_counts": lexical_counts}
+
+
+class WordBags(LexicalInput):
+    """Features are the words of ``config.lexical_words`` (``post_words``; other words are not read): whole words,
+    as TF-IDF + LR reads them. Alone, fitted the same way on the same validation posts, it leads word pieces on
+    debtags (package and program names, which pieces cut into parts other words share) and trails them on cooking
+    (``benchmarks.expert_features``; the README): ``train.py``'s default stays word pieces."""
+
+    def __init__(self, units: PostUnits):
+        super().__init__(units)
+        self.index = {word: row for row, word in enumerate(self.config.lexical_words)}
+
+    @property
+    def rows(self) -> int:
+        return len(self.index)
+
+    def bags(self, posts, tokenizer, pieces=None):
+        return [bag_of(self.index[feature] for feature, _ in post_words(fields) if feature in self.index)
+                for fields in self.units.field_texts(posts)]
+
+    def word_features(self, fields, tokenizer):
+        return [(surface, [self.index[feature]]) for feature, surface in post_words(fields) if feature in self.index]
+
+
+class PieceBags(LexicalInput):
+    """Features are the tokenizer's word pieces (``lexical_max_pieces`` a field), one row per piece of the
+    vocabulary (a config without ``lexical_words``). Tokenizing the post once serves both: the encoder's context is
+    the first pieces of each field."""
+
+    @property
+    def rows(self) -> int:
+        return self.config.vocab_size
+
+    def pieces(self, posts, tokenizer):
+        return self.units.field_pieces(posts, tokenizer, self.config.lexical_max_pieces)
+
+    def bags(self, posts, tokenizer, pieces=None):
+        pieces = self.pieces(posts, tokenizer) if pieces is None else pieces
+        return [bag_of(piece for ids in row for piece in ids) for row in pieces]
+
+    def word_features(self, fields, tokenizer):
+        words = []
+        for text in fields:
+            if not text:
+                continue
+            encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=True, truncation=True,
+                                max_length=self.config.lexical_max_pieces, return_offsets_mapping=True)
+            spans = {}
+            for position, word in enumerate(encoded.word_ids()):
+                if word is not None:
+                    spans.setdefault(word, []).append(position)
+            for positions in spans.values():
+                start, end = encoded["offset_mapping"][positions[0]][0], encoded["offset_mapping"][positions[-1]][1]
+                words.append((text[start:end], [encoded["input_ids"][p] for p in positions]))
+        return words
+
+
+def lexical_input(units: PostUnits) -> LexicalInput:
+    """The kind of bag a config's expert reads: words where it has a word vocabulary, else word pieces."""
+    return WordBags(units) if units.config.lexical_words is not None else PieceBags(units)
+
+
+class LexicalExpert(nn.Module):
+    """The wide half of a wide-and-deep tagger: ``z = tfidf(post) V + b``, a linear map from the TF-IDF bag of a
+    post's features (``LexicalInput``: words or word pieces) to the tags (``V``: ``weight``, features x tags).
+    ``idf`` is a buffer fitted on the train split (0 for features the expert ignores); tf is sublinear
+    (``1 + log count``) and each post's vector has unit length, as scikit-learn's
+    ``TfidfVectorizer(sublinear_tf=True)`` makes them."""
+
+    def __init__(self, rows: int, num_tags: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(config.vocab_size, config.num_tags))
-        self.bias = nn.Parameter(torch.zeros(config.num_tags))
-        self.register_buffer("idf", torch.zeros(config.vocab_size))
+        self.weight = nn.Parameter(torch.zeros(rows, num_tags))
+        self.bias = nn.Parameter(torch.zeros(num_tags))
+        self.register_buffer("idf", torch.zeros(rows))
 
     def features(self, lexical_ids: torch.Tensor, lexical_counts: torch.Tensor) -> torch.Tensor:
-        """``[posts, pieces]`` ids and counts -> the TF-IDF weight of each piece ``[posts, pieces]``."""
+        """``[posts, features]`` ids and counts -> the TF-IDF weight of each ``[posts, features]``."""
         tf = torch.where(lexical_counts > 0, 1 + torch.log(lexical_counts.clamp(min=1)), torch.zeros_like(lexical_counts))
         weights = tf * self.idf[lexical_ids]
         return weights / weights.norm(dim=-1, keepdim=True).clamp(min=1e-12)
@@ -551,12 +645,12 @@ class TagGenerationMixin:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start:start + batch_size]
                 chunk_posts = [posts[i] for i in chunk]
-                pieces = None if self.lexical is None else \
-                    self.units.field_pieces(chunk_posts, tokenizer, self.config.lexical_max_pieces)
+                reads = self.lexical_input
+                pieces = None if reads is None else reads.pieces(chunk_posts, tokenizer)
                 contexts = self.units.encode(chunk_posts, tokenizer, self.context_layout, pieces)
-                bags = None if pieces is None else self.units.piece_bags(chunk_posts, tokenizer, pieces)
+                bags = None if reads is None else reads.bags(chunk_posts, tokenizer, pieces)
                 offsets = None if bags is None else self.expert_offsets(
-                    **{k: v.to(self.device) for k, v in self.units.bag_tensors(bags).items()})
+                    **{k: v.to(self.device) for k, v in reads.tensors(bags).items()})
                 chosen_tags = self.choose_tags(contexts, tokenizer, decoder, use_cache, offsets)
                 for row, (i, chosen) in enumerate(zip(chunk, chosen_tags)):
                     results[i] = [{"label": self.config.tag_names[t], "score": s, "step_probability": p}
@@ -570,29 +664,18 @@ class TagGenerationMixin:
             self.train(was_training)
 
     def explaining_words(self, fields, bag, tag_ids, tokenizer, top: int = 3) -> list[list[str]]:
-        """Per tag, the ``top`` words of the post whose word pieces add most to the lexical expert's score for it
-        (a word's share: the TF-IDF weight times ``V[piece, tag]``, summed over its distinct pieces)."""
+        """Per tag, the ``top`` words of the post whose features add most to the lexical expert's score for it
+        (a word's share: the TF-IDF weight times ``V[feature, tag]``, summed over its distinct features)."""
         ids = torch.tensor(list(bag[0]) or [0], device=self.device)
         counts = torch.tensor(list(bag[1]) or [0], dtype=torch.float32, device=self.device)
-        weights = self.lexical.features(ids.unsqueeze(0), counts.unsqueeze(0))[0]               # [pieces]
-        shares = weights.unsqueeze(-1) * self.lexical.weight[ids][:, tag_ids]                   # [pieces, tags]
-        share_of = {piece: shares[row] for row, piece in enumerate(ids.tolist())}
+        weights = self.lexical.features(ids.unsqueeze(0), counts.unsqueeze(0))[0]               # [features]
+        shares = weights.unsqueeze(-1) * self.lexical.weight[ids][:, tag_ids]                   # [features, tags]
+        share_of = {feature: shares[row] for row, feature in enumerate(ids.tolist())}
         words = {}                                    # lower-cased word -> (its text as written, [tags] shares)
-        for text in fields:
-            if not text:
-                continue
-            encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=True, truncation=True,
-                                max_length=self.config.lexical_max_pieces, return_offsets_mapping=True)
-            spans = {}
-            for position, word in enumerate(encoded.word_ids()):
-                if word is not None:
-                    spans.setdefault(word, []).append(position)
-            for positions in spans.values():
-                start, end = encoded["offset_mapping"][positions[0]][0], encoded["offset_mapping"][positions[-1]][1]
-                pieces = {encoded["input_ids"][p] for p in positions} & share_of.keys()
-                if pieces:
-                    surface = text[start:end]
-                    words.setdefault(surface.lower(), (surface, sum(share_of[p] for p in pieces)))
+        for surface, features in self.lexical_input.word_features(fields, tokenizer):
+            features = [f for f in dict.fromkeys(features) if f in share_of]
+            if features:
+                words.setdefault(surface.lower(), (surface, sum(share_of[f] for f in features)))
         explained = []
         for column in range(len(tag_ids)):
             ranked = sorted(((float(share[column]), surface) for surface, share in words.values()), reverse=True)
@@ -645,7 +728,8 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
         self.layout = LAYOUTS[self.attention_layout_name(config)](config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.marker_embeddings = nn.Embedding(len(config.feature_markers), config.hidden_size)
-        self.lexical = LexicalExpert(config) if config.lexical_mode else None
+        self.lexical_input = lexical_input(self.units) if config.lexical_mode else None
+        self.lexical = LexicalExpert(self.lexical_input.rows, config.num_tags) if config.lexical_mode else None
 
     @staticmethod
     def attention_layout_name(config) -> str:

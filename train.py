@@ -36,12 +36,13 @@ from transformers import AutoTokenizer
 from calibration import calibration_report, fit_score_calibration
 from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, TAG_LOSSES, SCHEMES
 from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, column,
-                     load_corpus, prepare_splits, subset, tag_vocabulary)
+                     iter_posts, load_corpus, prepare_splits, subset, tag_vocabulary)
 from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric,
                         per_post_scores, read_predictions, write_predictions)
 from hub_folder import push_hub_folder, write_hub_folder
-from inputs_sog import POST_FIELDS
-from lexical import DEFAULT_C_GRID, DEFAULT_FOLDS, DEFAULT_MAX_TRAIN_POSTS, expert_logits, fit_expert, fit_idf_only, install
+from inputs_sog import POST_FIELDS, post_fields
+from lexical import (DEFAULT_C_GRID, DEFAULT_FOLDS, DEFAULT_MAX_TRAIN_POSTS, DEFAULT_MAX_WORDS, expert_logits, fit_expert,
+                     fit_idf_only, fit_word_vocabulary, install)
 from recipe import (MODEL_CLASSES, SCHEDULES, BudgetProgress, budget_schedule, build_model, default_encoder_path,
                     make_optimizer)
 from score_tables import score_table
@@ -119,9 +120,15 @@ def parse_args(argv=None):
     model.add_argument("--tag_head", choices=["transform", "plain"], default="transform",
                        help="SOG/AR head: z = LN(act(dense h)) W^T + b (transform) or z = h W^T + b (plain)")
     model.add_argument("--lexical_mode", choices=("none",) + LEXICAL_MODES, default="mix",
-                       help="the lexical expert (TF-IDF over the whole post's word pieces -> tags, kept in the model): "
+                       help="the lexical expert (TF-IDF over the whole post -> tags, kept in the model): "
                        "none; mix (fitted first, frozen, mixed in at decoding with a weight fitted on validation); "
                        "prior (also added during training, cross-fitted on train); joint (trained with the encoder)")
+    model.add_argument("--lexical_units", choices=["pieces", "words"], default="pieces",
+                       help="what the expert's TF-IDF counts: the tokenizer's word pieces, or the post's words (a "
+                       "vocabulary fitted on the train split). Neither wins everywhere: alone, words led on debtags "
+                       "and trailed on cooking (the README)")
+    model.add_argument("--lexical_max_words", type=int, default=DEFAULT_MAX_WORDS,
+                       help="words: the vocabulary keeps at most this many of the words in 2+ train posts (most used)")
     model.add_argument("--lexical_folds", type=int, default=DEFAULT_FOLDS,
                        help="prior: folds of the cross-fitted train scores")
     model.add_argument("--lexical_c_grid", type=float, nargs="+", default=list(DEFAULT_C_GRID),
@@ -201,7 +208,7 @@ def parse_args(argv=None):
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be an integer or 'epoch'")
     for name in ("max_train_minutes", "early_stopping_patience", "eval_steps", "head_learning_rate",
-                 "lexical_learning_rate", "validation_sample_while_training"):
+                 "lexical_learning_rate", "validation_sample_while_training", "lexical_max_words"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
     if args.evaluations is not None and args.evaluations < 0:
@@ -286,17 +293,17 @@ class ColumnRows:
             yield from (batch[self.names[0]] if len(self.names) == 1 else zip(*(batch[name] for name in self.names)))
 
 
-def encode_training_batch(batch, units, tokenizer, context_layout: str, tag2id: dict, with_bags: bool) -> dict:
+def encode_training_batch(batch, units, tokenizer, context_layout: str, tag2id: dict, lexical_input) -> dict:
     """``Dataset.map`` over the train split: what the encoder reads of each post, its tags as vocabulary ids and,
-    for a lexical expert, its bag of word pieces."""
+    for a lexical expert (``lexical_input``: what it reads), its bag."""
     fields = [name for name in POST_FIELDS if name in batch]
     posts = [{name: batch[name][row] for name in fields} for row in range(len(batch["tags"]))]
-    # One tokenization serves both: the encoder's units are the first pieces of the expert's whole fields.
-    pieces = units.field_pieces(posts, tokenizer, units.config.lexical_max_pieces) if with_bags else None
+    # A piece expert's tokenization serves both: the encoder's units are the first pieces of its whole fields.
+    pieces = None if lexical_input is None else lexical_input.pieces(posts, tokenizer)
     encoded = {"units": units.encode(posts, tokenizer, context_layout, pieces),
                "tag_ids": [[tag2id[t] for t in dict.fromkeys(tags) if t in tag2id] for tags in batch["tags"]]}
-    if with_bags:
-        bags = units.piece_bags(posts, tokenizer, pieces)
+    if lexical_input is not None:
+        bags = lexical_input.bags(posts, tokenizer, pieces)
         encoded["bag_ids"], encoded["bag_counts"] = [ids for ids, _ in bags], [counts for _, counts in bags]
     return encoded
 
@@ -326,7 +333,7 @@ class TrainingData:
                 encode_training_batch, batched=True, batch_size=1000, num_proc=args.preprocessing_num_workers,
                 remove_columns=train_split.column_names, load_from_cache_file=not args.overwrite_cache,
                 fn_kwargs={"units": model.units, "tokenizer": tokenizer, "context_layout": model.context_layout,
-                           "tag2id": model.config.label2id, "with_bags": model.lexical is not None},
+                           "tag2id": model.config.label2id, "lexical_input": model.lexical_input},
                 desc="tokenising the train split")
             kept = encoded.filter(lambda tag_ids: [bool(ids) for ids in tag_ids], input_columns=["tag_ids"],
                                   batched=True, num_proc=args.preprocessing_num_workers,
@@ -383,6 +390,23 @@ class Run:
     startup_peak_rss_mb: dict | None = None     # before the first batch: what start-up cost in memory
 
 
+def word_vocabulary(args, train_split, accelerator) -> tuple[list[str] | None, dict]:
+    """The words a words expert reads (``--lexical_units words``): those of 2+ train posts, at most
+    ``--lexical_max_words``, and what the expert's report says of them; None for a piece expert or none."""
+    if args.lexical_mode == "none" or args.lexical_units != "words":
+        return None, {"units": "pieces"} if args.lexical_mode != "none" else {}
+    start = time.perf_counter()
+    words, seen = fit_word_vocabulary((post_fields(post) for post in iter_posts(train_split)),
+                                      max_words=args.lexical_max_words)
+    if not words:
+        raise ValueError(f"--lexical_units words: no word occurs in 2 or more of the {len(train_split)} train posts; "
+                         "use --lexical_units pieces or --lexical_mode none")
+    accelerator.print(f"lexical expert: {len(words)} words read (of {seen} in the train posts; those in fewer than 2 "
+                      f"posts{' or beyond --lexical_max_words' if len(words) == args.lexical_max_words else ''} left out)")
+    return words, {"units": "words", "words": len(words), "words_in_train": seen,
+                   "vocabulary_seconds": round(time.perf_counter() - start, 1)}
+
+
 def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, validation: Split, log) -> tuple:
     """Fit the expert's part that comes before the encoder's training: its idf (every mode) and, for mix and prior,
     its weights, frozen, on at most ``--lexical_max_train_posts`` posts (prior: also each train post's offsets from
@@ -400,8 +424,8 @@ def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, valid
         return {"bags": training.bags}, {"mode": "joint"}, time.perf_counter() - start
     tag2id = model.config.label2id   # the model's tags are the train split's vocabulary, in its order
     validation_ids = [[tag2id[t] for t in tags if t in tag2id] for tags in validation.gold]
-    expert = fit_expert(sampled.bags, list(sampled.tag_ids), model.units.piece_bags(validation.posts, tokenizer),
-                        validation_ids, model.config.num_tags, model.config.vocab_size, args.lexical_c_grid,
+    expert = fit_expert(sampled.bags, list(sampled.tag_ids), model.lexical_input.bags(validation.posts, tokenizer),
+                        validation_ids, model.config.num_tags, model.lexical_input.rows, args.lexical_c_grid,
                         folds=args.lexical_folds if args.lexical_mode == "prior" else 0, seed=args.seed, log=log)
     install(model, expert, trainable=False)
     inputs = {}
@@ -441,13 +465,14 @@ def start(args) -> Run:
 
     encoder = args.model_name_or_path or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
+    words, words_report = word_vocabulary(args, train_split, accelerator)
     model = build_model(args.model, encoder, vocabulary, init_units_from_names=args.unit_init == "names",
                         scheme=args.scheme, attention_layout=args.attention_layout, ranking_loss=args.br_loss,
                         step_loss=args.step_loss,
                         max_input_length=args.max_length, num_tags_to_generate=args.num_tags,
                         tag_head_transform=args.tag_head == "transform",
                         weight_loss_by_target_count=args.loss_weighting == "target_count",
-                        lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode)
+                        lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode, lexical_words=words)
     training = TrainingData.encode(args, accelerator, model, tokenizer, train_split, vocabulary)
     if training.left_out:
         accelerator.print(f"{training.left_out} train posts have no tag in the vocabulary: not trained on")
@@ -457,6 +482,8 @@ def start(args) -> Run:
     if model.lexical is not None:
         lexical_inputs, lexical_report, lexical_seconds = prepare_lexical_expert(
             args, model, tokenizer, training, sample, accelerator.print)
+        lexical_report.update(words_report)
+        lexical_seconds += words_report.get("vocabulary_seconds", 0.0)
     train_data = InstanceDataset.for_model(model, training.tag_ids, args.scheme, args.instances_per_post, args.seed,
                                            args.tag_order)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,

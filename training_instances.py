@@ -192,5 +192,5 @@ class InstanceCollator:
         if self.offsets is not None:
             batch["lexical_offsets"] = self.offsets[posts]
         if self.bags is not None:
-            batch.update(self.model.units.bag_tensors([self.bags[post] for post in posts]))
+            batch.update(self.model.lexical_input.tensors([self.bags[post] for post in posts]))
         return batch

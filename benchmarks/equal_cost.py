@@ -54,6 +54,10 @@ NEURAL = {  # row name -> (train.py arguments, several seeds?)
     # every seed: it is the candidate for train.py's default.
     "SOG, sigmoid step loss (BR's objective at every step; the defaults otherwise)":
         (["--model", "sog", "--step_loss", "sigmoid"], True),
+    # The expert's TF-IDF over the post's words instead of word pieces (benchmarks.expert_features: alone, it led
+    # on debtags and trailed on cooking).
+    "SOG, expert on words (the defaults otherwise)": (["--model", "sog", "--lexical_units", "words"], True),
+    "BR-EF, expert on words (the defaults otherwise)": (["--model", "br", "--lexical_units", "words"], True),
     "SOG as before (paper layout, no expert)": (["--model", "sog", "--attention_layout", "paper"] + BEFORE, False),
     "BR-EF as before (no expert)": (["--model", "br"] + BEFORE, False),
 }

@@ -8,6 +8,11 @@ with them, next to the run's own test scores.
         --results benchmarks/results/expert_weights
     python -m benchmarks.expert_weights RUN... --dataset debtags    # later weight on every carved validation post
 
+With ``--lexical_units words``, a mix run's expert is fitted again first, reading words as ``train.py`` now fits it
+(vocabulary, idf and weights on the run's own train split, C on the posts its first weight reads): a mix run's
+encoder never met its expert while training, so the encoder with the new expert is what ``train.py --lexical_units
+words`` would train, up to which evaluation's checkpoint it keeps (chosen with the expert mixed in).
+
 With ``--dataset``/``--data_dir`` (the corpus the benchmark that trained the runs read), a run trained on a sample
 of the carved validation posts is refitted as ``train.py --validation_sample_while_training`` would have fitted
 it: the first step's weight on its own sample, the later steps' weight (and the validation scores) on every carved
@@ -22,6 +27,7 @@ test are the posts it was trained and scored with; the test errors count the pos
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from accelerate import Accelerator
 from transformers import AutoTokenizer
@@ -30,10 +36,8 @@ import train
 from benchmarks.common import REPO, machine, percent_row, test_group_statistics
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
 from evaluation import generate_and_score, labels, load_tag_metric
+from modeling_sog import LexicalExpert, lexical_input
 from recipe import MODEL_CLASSES
-
-SPLIT_ARGUMENTS = ("dataset", "data_dir", "seed", "validation_split_percentage", "max_train_samples",
-                   "max_validation_samples", "validation_sample_while_training", "max_eval_samples")
 
 
 def parse_args(argv=None):
@@ -43,22 +47,46 @@ def parse_args(argv=None):
     p.add_argument("--dataset", help="the corpus the runs' benchmark read, as train.py --dataset: fit the later "
                    "steps' weight on its whole carved validation (default: on each run's own validation)")
     p.add_argument("--data_dir")
+    p.add_argument("--lexical_units", choices=["as trained", "words"], default="as trained",
+                   help="words: fit each (mix) run's expert again, reading words, before its weights")
     p.add_argument("--batch_size", type=int, default=64)
     return p.parse_args(argv)
 
 
-def run_splits(summary: dict) -> tuple[Split, Split, Split]:
-    """The validation split of a run, the sample of it read while training (``train.validation_sample``) and the
-    test split, rebuilt from the run's own arguments."""
-    saved = summary["args"]
-    argv = ["--output_dir", "unused"]
-    for name in SPLIT_ARGUMENTS:
-        if saved.get(name) is not None:
-            argv += [f"--{name}", str(saved[name])]
-    args = train.parse_args(argv)
-    _, validation, test, _ = train.splits_of(load_corpus(args.dataset, args.data_dir), args)
+class RunSplits(NamedTuple):
+    train: object          # the train split's table
+    validation: Split
+    sample: Split          # what the run read of validation while training (``train.validation_sample``)
+    test: Split
+
+
+def run_args(summary: dict) -> argparse.Namespace:
+    """A run's ``train.py`` arguments: its own, over this checkout's defaults (for arguments added after it ran)."""
+    return argparse.Namespace(**{**vars(train.parse_args(["--output_dir", "unused"])), **summary["args"]})
+
+
+def run_splits(summary: dict) -> RunSplits:
+    """A run's splits, rebuilt from its own arguments."""
+    args = run_args(summary)
+    train_split, validation, test, _ = train.splits_of(load_corpus(args.dataset, args.data_dir), args)
     validation = Split.of("validation", validation)
-    return validation, train.validation_sample(validation, args), Split.of("test", test)
+    return RunSplits(train_split, validation, train.validation_sample(validation, args), Split.of("test", test))
+
+
+def refit_reading_words(folder: Path, summary: dict, model, tokenizer, splits: RunSplits, accelerator) -> dict:
+    """Replace a mix run's expert with one that reads words, fitted as ``train.py --lexical_units words`` fits it
+    (``train.word_vocabulary``, ``train.prepare_lexical_expert``); returns its report."""
+    if model.config.lexical_mode != "mix":
+        raise SystemExit(f"{folder}: lexical_mode {model.config.lexical_mode!r}: only a mix run's encoder trained "
+                         "without its expert, so only there can another expert stand in")
+    args = argparse.Namespace(**{**vars(run_args(summary)), "lexical_units": "words"})
+    words, report = train.word_vocabulary(args, splits.train, accelerator)
+    model.config.lexical_words = words
+    model.lexical_input = lexical_input(model.units)     # a fresh expert of one row per word, fitted below
+    model.lexical = LexicalExpert(model.lexical_input.rows, model.config.num_tags)
+    training = train.TrainingData.encode(args, accelerator, model, tokenizer, splits.train, model.config.tag_names)
+    _, expert, seconds = train.prepare_lexical_expert(args, model, tokenizer, training, splits.sample, print)
+    return {**report, **expert, "seconds": round(seconds + report["vocabulary_seconds"], 1)}
 
 
 def sample_posts(record: dict) -> int:
@@ -101,10 +129,12 @@ def load_run(folder: Path):
     return summary, model, AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
 
 
-def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | None = None) -> dict:
+def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | None = None,
+          lexical_units: str = "as trained") -> dict:
     summary, model, tokenizer = load_run(folder)
     saved = summary["args"]
-    validation, sample, test = run_splits(summary)
+    splits = run_splits(summary)
+    validation, sample, test = splits.validation, splits.sample, splits.test
     if (len(test), len(validation), len(sample)) != (summary["test_posts"], summary["validation_posts"],
                                                      sample_posts(summary)):
         raise SystemExit(f"{folder}: rebuilt splits have {len(validation)} validation ({len(sample)} read while "
@@ -114,12 +144,15 @@ def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | No
         ids_within(carved, validation, folder)
         validation = carved
     before = {"weight": model.config.lexical_weight, "later_weight": model.config.lexical_later_weight}
+    expert = (refit_reading_words(folder, summary, model, tokenizer, splits, accelerator) if lexical_units == "words"
+              else None)
     by_weight, gain_se = train.fit_lexical_weight(accelerator, model, tokenizer, sample, metric, batch_size)
     row = {"run": folder.name, "dataset": corpus_name(saved),
            "validation_posts": len(validation), "validation_groups": len(set(validation.groups)),
            "validation_sample_posts": len(sample),
            "test_posts": len(test), "weight_before": before["weight"], "weight": model.config.lexical_weight,
-           "validation_P@1_by_weight": by_weight, "validation_P@1_gain_se_by_weight": gain_se}
+           "validation_P@1_by_weight": by_weight, "validation_P@1_gain_se_by_weight": gain_se,
+           **({"expert": expert} if expert else {})}
     if model.decodes_in_steps:
         _, _, by_later = train.fit_later_lexical_weight(accelerator, model, tokenizer, validation, metric,
                                                         saved["num_tags"], batch_size)
@@ -132,10 +165,10 @@ def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | No
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| run | dataset | validation posts (groups) | first weight: before → after "
+    lines = ["| run | dataset | expert | validation posts (groups) | first weight: before → after "
              "| later weight: before → after | test P@1: before / after (± grouped SE) "
              "| test R@5: before / after (± grouped SE) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         b, a, se = r["test_before"], r["test_after"], r["test_after_se"]
         # a run trained before train.py fitted the later weight had one weight at every step: its first
@@ -145,13 +178,16 @@ def markdown(rows: list[dict]) -> str:
         # the first step's weight read the posts the run read while training, where that was a sample
         posts = f"{r['validation_posts']} ({r['validation_groups']})" + (
             f"; first weight: {sample_posts(r)}" if sample_posts(r) != r["validation_posts"] else "")
-        lines.append(f"| {r['run']} | {r['dataset']} | {posts} | "
+        expert = (f"words ({r['expert']['words']:,}; C={r['expert']['C']:g})" if "expert" in r else "as trained")
+        lines.append(f"| {r['run']} | {r['dataset']} | {expert} | {posts} | "
                      f"{r['weight_before']:g} → {r['weight']:g} | {later} | {b['P@1']:.2f} / {a['P@1']:.2f} "
                      f"(± {se['P@1_se']:.2f}) | {b['R@5']:.2f} / {a['R@5']:.2f} (± {se['R@5_se']:.2f}) |")
     whole = any(sample_posts(r) != r["validation_posts"] for r in rows)
     return (f"Settings: machine={machine()}; each run's own checkpoint and splits; its expert weights chosen again on "
             f"validation by this checkout's train.py" + ("; where a row names the posts its first weight read (the "
             "run's own), its later weight read every validation post carved from the corpus" if whole else "") +
+            ("; where the expert says words, it was fitted again reading words (the run's own train split, C on the "
+             "posts its first weight read) before its weights" if any("expert" in r for r in rows) else "") +
             "; the test split scored once.\n\n" + "\n".join(lines) + "\n")
 
 
@@ -163,7 +199,7 @@ def main(argv=None):
     stem.parent.mkdir(parents=True, exist_ok=True)
     carved = carved_validation(args.dataset, args.data_dir) if args.dataset else None
     for folder in args.runs:
-        rows.append(refit(Path(folder), accelerator, metric, args.batch_size, carved))
+        rows.append(refit(Path(folder), accelerator, metric, args.batch_size, carved, args.lexical_units))
         print(json.dumps(rows[-1]), flush=True)
         stem.with_suffix(".json").write_text(json.dumps({"rows": rows}, indent=1))
         stem.with_suffix(".md").write_text(markdown(rows))

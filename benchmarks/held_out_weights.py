@@ -67,7 +67,7 @@ def score_run(folder: Path, carved, weights, accelerator, metric, batch_size: in
     saved = summary["args"]
     config, k = model.config, max(K_VALUES)
     first, later = config.lexical_weight, config.lexical_later_weight
-    used = run_splits(summary)[0]
+    used = run_splits(summary).validation
     splits = {"used": used, "held_out": held_out_posts(carved, used, folder)}
 
     def per_post(split, steps, measure, **weights_set):

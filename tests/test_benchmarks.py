@@ -189,15 +189,15 @@ def test_a_rows_validation_curve_lists_each_evaluation_of_the_run():
                                          "validation_R@5_by_epoch": [63.5, 68.9]}
 
 
-def tiny_run(tmp_path, tiny_encoder):
+def tiny_run(tmp_path, tiny_encoder, *extra, name="run"):
     """A train.py run of a tiny SOG with the expert mixed in (16 validation posts sampled from the carved ones):
     its folder and summary."""
     import train
-    folder = tmp_path / "run"
+    folder = tmp_path / name
     train.main(["--max_train_samples", "40", "--max_validation_samples", "16", "--max_eval_samples", "10",
                 "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
                 "--model_name_or_path", tiny_encoder, "--num_train_epochs", "1", "--lexical_c_grid", "4",
-                "--output_dir", str(folder)])
+                "--output_dir", str(folder), *extra])
     return folder, json.loads((folder / "train_summary.json").read_text())
 
 
@@ -213,6 +213,24 @@ def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_e
     assert row["test_after"] == row["test_before"] and set(row["test_after_se"]) == {"P@1_se", "R@5_se"}
     assert json.loads(stem.with_suffix(".json").read_text())["rows"] == [json.loads(json.dumps(row))]
     assert f"| {row['weight_before']:g} → {row['weight']:g} |" in stem.with_suffix(".md").read_text()
+
+
+def test_expert_weights_fits_a_mix_run_s_expert_again_reading_words_as_train_py_fits_it(tmp_path, tiny_encoder):
+    from benchmarks import expert_weights
+    stem = tmp_path / "results" / "expert_weights"
+    # a run whose expert read words already: fitted again the same way, the same expert, weights and test
+    folder, summary = tiny_run(tmp_path, tiny_encoder, "--lexical_units", "words")
+    [row] = expert_weights.main([str(folder), "--lexical_units", "words", "--results", str(stem)])
+    own = summary["lexical_expert"]
+    assert (row["expert"]["words"], row["expert"]["C"], row["expert"]["features"]) == \
+        (own["words"], own["C"], own["features"])
+    assert row["weight"] == own["weight"] and row["test_after"] == row["test_before"]
+    # a run whose expert read word pieces: now a words expert stands in
+    folder, summary = tiny_run(tmp_path, tiny_encoder, name="pieces")
+    assert summary["lexical_expert"]["units"] == "pieces"                    # train.py's default
+    [row] = expert_weights.main([str(folder), "--lexical_units", "words", "--results", str(stem)])
+    assert row["expert"]["units"] == "words" and row["expert"]["words"] == own["words"]
+    assert f"| words ({own['words']:,}; C=4) |" in stem.with_suffix(".md").read_text()
 
 
 def test_expert_weights_fits_the_later_weight_on_every_carved_validation_post_when_told_the_corpus(tmp_path,
@@ -233,7 +251,7 @@ def test_expert_weights_fits_the_later_weight_on_every_carved_validation_post_wh
         monkeypatch.setattr(train, name, recording)
     stem = tmp_path / "results" / "expert_weights"
     [row] = expert_weights.main([str(folder), "--dataset", str(BUNDLED_CORPUS), "--results", str(stem)])
-    own = sorted(map(str, expert_weights.run_splits(summary)[0].data["id"]))
+    own = sorted(map(str, expert_weights.run_splits(summary).validation.data["id"]))
     assert read == [("fit_lexical_weight", own), ("fit_later_lexical_weight", sorted(map(str, carved["id"])))]
     assert (row["validation_posts"], row["validation_sample_posts"]) == (len(carved), 16) and len(carved) > 16
     assert row["weight"] == summary["lexical_expert"]["weight"]
@@ -273,3 +291,38 @@ def test_held_out_weights_refuses_a_run_from_another_corpus_and_a_run_that_used_
         held_out_posts(carved, used(["a", "z"]), tmp_path)
     with pytest.raises(SystemExit, match="no held-out posts"):
         held_out_posts(carved, used(["a", "b", "c"]), tmp_path)
+
+
+def test_expert_features_fits_each_kind_the_same_way_on_the_same_validation_posts(tmp_path, tiny_encoder):
+    from benchmarks import expert_features
+    from corpora import BUNDLED_CORPUS
+    stem = tmp_path / "results" / "expert_features"
+    rows = expert_features.main(["--dataset", str(BUNDLED_CORPUS), "--model_name_or_path", tiny_encoder, "--max_train_samples", "300",
+                                 "--c_grid", "4", "16", "--results", str(stem)])
+    pieces, words, both, ngrams, omikuji = rows
+    settings = json.loads(stem.with_suffix(".json").read_text())["settings"]
+    assert words["expert"].startswith("words") and omikuji["expert"].startswith("Omikuji")
+    assert settings["train_posts"] <= 300 and settings["validation_posts"] >= 300          # every carved post
+    assert 0 < words["features"] <= settings["words"] and words["features"] != pieces["features"]
+    assert both["features"] == pieces["features"] + words["features"]     # the same features, side by side
+    for row in (pieces, words, both, ngrams):
+        # the expert's own P@1 when C was chosen is what the table reports for it, read the metric's way
+        assert row["P@1"] == row["validation_P@1_by_C"][row["C"]] and set(row["validation_P@1_by_C"]) == {4.0, 16.0}
+    assert pieces["P@1_gain_over_pieces"] == pieces["R@5_gain_over_pieces"] == pieces["P@1_gain_se"] == 0
+    assert words["R@5_gain_over_pieces"] == pytest.approx(words["R@5"] - pieces["R@5"], abs=0.011)
+    assert "| Omikuji (reference) | - | - |" in stem.with_suffix(".md").read_text()
+
+
+def test_a_run_is_reused_only_if_made_with_the_same_arguments(tmp_path):
+    import train
+    from benchmarks.common import reusable_summary
+    argv = ["--model", "sog", "--max_train_minutes", "20", "--output_dir", "x"]
+    saved = tmp_path / "train_summary.json"
+    args = json.loads(json.dumps(vars(train.parse_args(argv))))
+    saved.write_text(json.dumps({"args": args}))
+    assert reusable_summary(saved, argv) is not None
+    assert reusable_summary(saved, argv + ["--lexical_units", "words"]) is None
+    # an option added after the run was made: reused while it is at its default (the behaviour the run had)
+    saved.write_text(json.dumps({"args": {k: v for k, v in args.items() if k != "lexical_units"}}))
+    assert reusable_summary(saved, argv) is not None
+    assert reusable_summary(saved, argv + ["--lexical_units", "words"]) is None

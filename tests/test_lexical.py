@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import train
-from lexical import fit_expert, fit_idf, install, logistic_gradients, rows_of, tfidf_rows
-from modeling_sog import ExpertOffsets, SetDecoder, SOGForTagGeneration
+from lexical import fit_expert, fit_idf, fit_word_vocabulary, install, logistic_gradients, rows_of, tfidf_rows
+from modeling_sog import ExpertOffsets, SetDecoder, SOGForTagGeneration, post_words, WordBags
+from inputs_sog import post_fields
 from tests.helpers import labels_of, tiny_config, tiny_sog
 from training_instances import InstanceCollator, epoch_instances
 
@@ -20,12 +21,36 @@ TAGS = ["fruit", "food", "vehicle", "road"]
 FRUIT = ["apple banana cherry salad", "a ripe mango and a pear", "banana bread with apple", "cherry and pear jam"]
 ROADS = ["car truck engine", "the bus and the tram on the road", "a truck on the motorway", "engine oil for the car"]
 GOLD = [[0, 1]] * 4 + [[2, 3]] * 4
+KINDS = ["words", "pieces"]
+
+
+def expert_model(kind="words", **overrides):
+    """A tiny SOG with an expert that reads words (a vocabulary of every word of the toy posts) or word pieces."""
+    words = fit_word_vocabulary([post_fields(p) for p in FRUIT + ROADS], min_df=1)[0] if kind == "words" else None
+    return tiny_sog(tags=TAGS, lexical_mode=overrides.pop("lexical_mode", "mix"), lexical_words=words, **overrides)
 
 
 def fitted_toy_expert(model, tokenizer, folds=0):
-    bags = model.units.piece_bags(FRUIT + ROADS, tokenizer)
-    return fit_expert(bags, GOLD, bags, GOLD, len(TAGS), model.config.vocab_size, c_grid=(16.0,), folds=folds,
+    bags = model.lexical_input.bags(FRUIT + ROADS, tokenizer)
+    return fit_expert(bags, GOLD, bags, GOLD, len(TAGS), model.lexical_input.rows, c_grid=(16.0,), folds=folds,
                       log=lambda *_: None), bags
+
+
+def test_words_are_those_of_two_characters_or_more_lower_cased_and_prefixed_by_field():
+    post = {"text": "Apple pie, a PIE-crust!", "location": "New York", "image": "A pie", "time": None}
+    assert post_words(post_fields(post)) == [
+        ("img_pie", "pie"), ("loc_new", "New"), ("loc_york", "York"),
+        ("apple", "Apple"), ("pie", "pie"), ("pie", "PIE"), ("crust", "crust")]
+    # the vocabulary: words of min_df posts or more, the most used first (ties alphabetical), at most max_words
+    fields = [post_fields(p) for p in ["pie crust", "apple pie", "apple pie tart", "x"]]
+    assert fit_word_vocabulary(fields) == (["pie", "apple"], 4)
+    assert fit_word_vocabulary(fields, min_df=1, max_words=3) == (["pie", "apple", "crust"], 4)
+    model = tiny_sog(tags=TAGS, lexical_mode="mix", lexical_words=["pie", "apple"])
+    assert isinstance(model.lexical_input, WordBags) and model.lexical.weight.shape == (2, len(TAGS))
+    # words out of the vocabulary are not read; a word's count is its occurrences
+    assert model.lexical_input.bags(["Pie, pie and an APPLE tart", "tart"], None) == [([0, 1], [2, 1]), ([], [])]
+    with pytest.raises(ValueError, match="lexical_words must be distinct"):
+        tiny_sog(tags=TAGS, lexical_mode="mix", lexical_words=["pie", "pie"])
 
 
 def test_the_written_out_gradients_are_the_objectives_and_batches_are_the_selected_rows():
@@ -47,24 +72,28 @@ def test_the_written_out_gradients_are_the_objectives_and_batches_are_the_select
     torch.testing.assert_close(grad_bias, bias.grad)
 
 
-def test_the_models_tfidf_is_the_one_the_expert_was_fitted_on(tokenizer):
-    model = tiny_sog(tags=TAGS, lexical_mode="mix")
-    bags = model.units.piece_bags(FRUIT + ROADS + ["apple apple apple pear"], tokenizer)
-    idf = fit_idf(bags, model.config.vocab_size, min_df=1)
-    columns = torch.arange(model.config.vocab_size)
-    expected = tfidf_rows(bags, idf, columns).to_dense()                        # [posts, vocab]
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_models_tfidf_is_the_one_the_expert_was_fitted_on(tokenizer, kind):
+    model = expert_model(kind)
+    reads = model.lexical_input
+    bags = reads.bags(FRUIT + ROADS + ["apple apple apple pear"], tokenizer)
+    idf = fit_idf(bags, reads.rows, min_df=1)
+    columns = torch.arange(reads.rows)
+    expected = tfidf_rows(bags, idf, columns).to_dense()                        # [posts, features]
     with torch.no_grad():
         model.lexical.idf.copy_(idf)
-        inputs = model.units.bag_tensors(bags)
-        weights = model.lexical.features(**inputs)                              # [posts, pieces]
+        inputs = reads.tensors(bags)
+        weights = model.lexical.features(**inputs)                              # [posts, bag]
     got = torch.zeros_like(expected).scatter_add_(1, inputs["lexical_ids"], weights)
     assert torch.allclose(got, expected, atol=1e-6)
-    [(ids, counts)] = model.units.piece_bags(["x " * 3000], tokenizer)
-    assert counts[ids.index(tokenizer.convert_tokens_to_ids("x"))] == 3000
+    [(ids, counts)] = reads.bags(["pear " * 3000], tokenizer)                   # the whole post, never truncated
+    assert counts[ids.index(model.config.lexical_words.index("pear") if kind == "words" else
+                            tokenizer.convert_tokens_to_ids("pear"))] == 3000
 
 
-def test_a_fitted_expert_mixes_into_every_step_of_generation(tokenizer):
-    model = tiny_sog(tags=TAGS, lexical_mode="mix", attention_layout="one-pass")
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_fitted_expert_mixes_into_every_step_of_generation(tokenizer, kind):
+    model = expert_model(kind, attention_layout="one-pass")
     expert, _ = fitted_toy_expert(model, tokenizer)
     assert expert.validation_precision_at_1[16.0] == 100.0
     install(model, expert, trainable=False)
@@ -77,7 +106,7 @@ def test_a_fitted_expert_mixes_into_every_step_of_generation(tokenizer):
     for a, b in zip(mixed, uncached):
         assert [t["step_probability"] for t in a] == pytest.approx([t["step_probability"] for t in b], abs=1e-5)
     model.config.lexical_weight = 0.0                                        # weight 0: the encoder alone
-    plain = tiny_sog(tags=TAGS, attention_layout="one-pass")
+    plain = tiny_sog(tags=TAGS, attention_layout="one-pass", lexical_words=model.config.lexical_words)
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("lexical.")})
     alone, reference = model.generate_tags(posts, tokenizer, num_tags=3), plain.generate_tags(posts, tokenizer, num_tags=3)
     assert [labels_of(r) for r in alone] == [labels_of(r) for r in reference]
@@ -108,8 +137,9 @@ def test_the_later_weight_moves_every_step_but_the_first(tokenizer):
         assert [t["step_probability"] for t in a[1:]] != pytest.approx([t["step_probability"] for t in b[1:]])
 
 
-def test_the_expert_explains_each_tag_with_words_of_the_post(tokenizer):
-    model = tiny_sog(tags=TAGS, lexical_mode="mix")
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_expert_explains_each_tag_with_words_of_the_post(tokenizer, kind):
+    model = expert_model(kind)
     install(model, fitted_toy_expert(model, tokenizer)[0], trainable=False)
     model.config.lexical_weight = 4.0
     [tags] = model.generate_tags(["Banana and cherry on my desk"], tokenizer, num_tags=2, explain=True)
@@ -143,10 +173,10 @@ def test_cross_fitted_priors_reach_every_instance_packed_or_not(tokenizer, layou
 
 
 def test_a_joint_expert_learns_through_the_encoders_loss(tokenizer):
-    model = tiny_sog(tags=TAGS, lexical_mode="joint")
-    bags = model.units.piece_bags(FRUIT + ROADS, tokenizer)
+    model = expert_model("words", lexical_mode="joint")
+    bags = model.lexical_input.bags(FRUIT + ROADS, tokenizer)
     with torch.no_grad():
-        model.lexical.idf.copy_(fit_idf(bags, model.config.vocab_size, min_df=1))
+        model.lexical.idf.copy_(fit_idf(bags, model.lexical_input.rows, min_df=1))
     contexts = model.encode_contexts(FRUIT + ROADS, tokenizer)
     batch = InstanceCollator(model, tokenizer, contexts, bags=bags)(
         [inst for group in epoch_instances(GOLD, "1-to-M", "all", seed=0) for inst in group])
@@ -154,8 +184,8 @@ def test_a_joint_expert_learns_through_the_encoders_loss(tokenizer):
     model.train()
     model(**batch).loss.backward()
     touched = model.lexical.weight.grad.abs().sum(-1).nonzero().squeeze(-1)
-    seen = {piece for ids, _ in bags for piece in ids}
-    assert len(touched) > 0 and set(touched.tolist()) <= seen                # only the pieces of the posts
+    seen = {word for ids, _ in bags for word in ids}
+    assert len(touched) > 0 and set(touched.tolist()) <= seen                # only the words of the posts
     assert model.lexical.bias.grad.abs().sum() > 0
 
 
@@ -187,14 +217,15 @@ def test_the_expert_s_weight_leaves_the_anchor_only_for_a_gain_beyond_two_standa
     assert train.best_lexical_weight([1.0, 2.0], scores.get, 1.0, ["one"] * 100)[0] == 1.0
 
 
-@pytest.mark.parametrize("mode", ["mix", "prior"])
-def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mode):
+@pytest.mark.parametrize("mode,units", [("mix", "words"), ("prior", "pieces")])
+def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mode, units):
     summary = train.main(["--max_train_samples", "60", "--max_validation_samples", "20", "--max_eval_samples", "12",
                           "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
                           "--model_name_or_path", tiny_encoder, "--num_train_epochs", "1", "--lexical_mode", mode,
                           "--lexical_c_grid", "4", "16", "--lexical_folds", "2", "--eval_steps", "4",
-                          "--output_dir", str(tmp_path)])
+                          "--output_dir", str(tmp_path)] + (["--lexical_units", units] if units != "pieces" else []))
     expert = summary["lexical_expert"]
+    assert expert["units"] == units                                          # pieces: the default
     assert expert["mode"] == mode and expert["C"] in (4.0, 16.0) and set(expert["validation_P@1_by_C"]) == {4.0, 16.0}
     assert expert["cross_fitted"] == (mode == "prior")
     assert expert["weight"] in train.LEXICAL_WEIGHTS and len(expert["validation_by_weight"]) == len(train.LEXICAL_WEIGHTS)
@@ -217,6 +248,13 @@ def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mo
     assert summary["train_seconds"] >= expert["seconds"]                     # the fit is training time
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["lexical_mode"] == mode and config["lexical_weight"] == expert["weight"]
+    # a words expert keeps its vocabulary (fitted on the train split) in the config, one weight row per word
+    words = config.get("lexical_words")
+    assert (words is not None) == (units == "words")
+    if words:
+        assert len(words) == expert["words"] <= expert["words_in_train"] and expert["features"] <= len(words)
+        assert SOGForTagGeneration.from_pretrained(tmp_path).lexical.weight.size(0) == len(words)
+        assert f"the whole post's {len(words):,} words to the tags" in (tmp_path / "README.md").read_text()
     assert config["lexical_later_weight"] == expert["later_weight"]
 
 
@@ -250,8 +288,9 @@ print(json.dumps(model.generate_tags(posts, tokenizer, num_tags=2, explain=True)
 """
 
 
-def test_a_saved_expert_reloads_in_a_fresh_process_with_the_same_tags_and_words(tmp_path, tokenizer):
-    model = tiny_sog(tags=TAGS, lexical_mode="mix")
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_saved_expert_reloads_in_a_fresh_process_with_the_same_tags_and_words(tmp_path, tokenizer, kind):
+    model = expert_model(kind)
     install(model, fitted_toy_expert(model, tokenizer)[0], trainable=False)
     model.config.lexical_weight = 2.0
     posts = ["banana and cherry", "a truck on the road"]
@@ -273,7 +312,7 @@ def test_a_saved_expert_reloads_in_a_fresh_process_with_the_same_tags_and_words(
 def test_the_pipeline_and_the_handler_pass_explain_through(tmp_path, tokenizer):
     from transformers import pipeline
 
-    model = tiny_sog(tags=TAGS, lexical_mode="mix")
+    model = expert_model()
     install(model, fitted_toy_expert(model, tokenizer)[0], trainable=False)
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")

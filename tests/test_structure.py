@@ -20,7 +20,7 @@ FLOORS = {
     "entry points": ["train", "demo", "sog_cli", "data_builders.__main__", "benchmarks.common", "benchmarks.cost",
                      "benchmarks.equal_cost", "benchmarks.paper_table", "benchmarks.sog_ablation",
                      "benchmarks.metric_speed", "benchmarks.recipe_ablation", "benchmarks.scale",
-                     "benchmarks.expert_weights", "benchmarks.held_out_weights",
+                     "benchmarks.expert_weights", "benchmarks.held_out_weights", "benchmarks.expert_features",
                      "docs.space_screenshot"],
 }
 FLOOR_OF = {module: index for index, modules in enumerate(FLOORS.values()) for module in modules}

@@ -104,6 +104,7 @@ def test_output_folder_is_a_hub_repo_with_a_working_handler(tmp_path, tiny_encod
     assert "library_name: transformers" in card and "pipeline_tag" not in card and "- tag-generation" in card
     assert "- Attention layout: one-pass" in card and "`config.attention_layout`" in card   # train.py's default
     assert "- Lexical expert: `mix`" in card and "weight " in card
+    assert "the whole post's word pieces to the tags" in card                                 # train.py's default
 
     code = r"""
 import json, sys
