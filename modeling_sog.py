@@ -728,8 +728,14 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
         self.layout = LAYOUTS[self.attention_layout_name(config)](config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.marker_embeddings = nn.Embedding(len(config.feature_markers), config.hidden_size)
-        self.lexical_input = lexical_input(self.units) if config.lexical_mode else None
-        self.lexical = LexicalExpert(self.lexical_input.rows, config.num_tags) if config.lexical_mode else None
+        self.new_lexical_expert()
+
+    def new_lexical_expert(self):
+        """A fresh, unfitted expert (``lexical_input``, ``lexical``) that reads what the config says it reads
+        (``lexical_words``, else word pieces); none without ``lexical_mode``."""
+        reads = lexical_input(self.units) if self.config.lexical_mode else None
+        self.lexical_input = reads
+        self.lexical = LexicalExpert(reads.rows, self.config.num_tags) if reads is not None else None
 
     @staticmethod
     def attention_layout_name(config) -> str:

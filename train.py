@@ -392,9 +392,9 @@ class Run:
 
 def word_vocabulary(args, train_split, accelerator) -> tuple[list[str] | None, dict]:
     """The words a words expert reads (``--lexical_units words``): those of 2+ train posts, at most
-    ``--lexical_max_words``, and what the expert's report says of them; None for a piece expert or none."""
+    ``--lexical_max_words``, and what the expert's report says of them; (None, {}) for a piece expert or none."""
     if args.lexical_mode == "none" or args.lexical_units != "words":
-        return None, {"units": "pieces"} if args.lexical_mode != "none" else {}
+        return None, {}
     start = time.perf_counter()
     words, seen = fit_word_vocabulary((post_fields(post) for post in iter_posts(train_split)),
                                       max_words=args.lexical_max_words)
@@ -407,12 +407,15 @@ def word_vocabulary(args, train_split, accelerator) -> tuple[list[str] | None, d
                    "vocabulary_seconds": round(time.perf_counter() - start, 1)}
 
 
-def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, validation: Split, log) -> tuple:
+def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, validation: Split, log,
+                           vocabulary: dict | None = None) -> tuple:
     """Fit the expert's part that comes before the encoder's training: its idf (every mode) and, for mix and prior,
     its weights, frozen, on at most ``--lexical_max_train_posts`` posts (prior: also each train post's offsets from
-    an expert that never saw it, which the collator hands the model). Returns (what the collator adds per post, a
-    report, the seconds it took)."""
-    start = time.perf_counter()
+    an expert that never saw it, which the collator hands the model). ``vocabulary``: ``word_vocabulary``'s report,
+    whose time counts as the expert's. Returns (what the collator adds per post, a report, the seconds it took)."""
+    vocabulary = vocabulary or {}
+    start = time.perf_counter() - vocabulary.get("vocabulary_seconds", 0.0)   # the vocabulary began the fit
+    report = {"mode": args.lexical_mode, "units": args.lexical_units, **vocabulary}
     table = training.table
     if len(table) > args.lexical_max_train_posts:
         sample = sorted(random.Random(args.seed).sample(range(len(table)), args.lexical_max_train_posts))
@@ -421,7 +424,7 @@ def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, valid
     sampled = TrainingData(table, training.vocabulary, 0)
     if args.lexical_mode == "joint":
         fit_idf_only(model, sampled.bags)
-        return {"bags": training.bags}, {"mode": "joint"}, time.perf_counter() - start
+        return {"bags": training.bags}, report, time.perf_counter() - start
     tag2id = model.config.label2id   # the model's tags are the train split's vocabulary, in its order
     validation_ids = [[tag2id[t] for t in tags if t in tag2id] for tags in validation.gold]
     expert = fit_expert(sampled.bags, list(sampled.tag_ids), model.lexical_input.bags(validation.posts, tokenizer),
@@ -435,7 +438,7 @@ def prepare_lexical_expert(args, model, tokenizer, training: TrainingData, valid
             logits = expert_logits(expert, training.bags)
             logits[torch.tensor(sample)] = expert.cross_fitted
         inputs["offsets"] = model.config.lexical_weight * torch.nn.functional.logsigmoid(logits)
-    return inputs, {"mode": args.lexical_mode, **expert.report()}, time.perf_counter() - start
+    return inputs, {**report, **expert.report()}, time.perf_counter() - start
 
 
 def start(args) -> Run:
@@ -481,9 +484,7 @@ def start(args) -> Run:
     lexical_inputs, lexical_report, lexical_seconds = {}, None, 0.0
     if model.lexical is not None:
         lexical_inputs, lexical_report, lexical_seconds = prepare_lexical_expert(
-            args, model, tokenizer, training, sample, accelerator.print)
-        lexical_report.update(words_report)
-        lexical_seconds += words_report.get("vocabulary_seconds", 0.0)
+            args, model, tokenizer, training, sample, accelerator.print, words_report)
     train_data = InstanceDataset.for_model(model, training.tag_ids, args.scheme, args.instances_per_post, args.seed,
                                            args.tag_order)
     train_loader = DataLoader(train_data, batch_size=args.per_device_train_batch_size, shuffle=False,

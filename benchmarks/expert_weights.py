@@ -36,7 +36,6 @@ import train
 from benchmarks.common import REPO, machine, percent_row, test_group_statistics
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
 from evaluation import generate_and_score, labels, load_tag_metric
-from modeling_sog import LexicalExpert, lexical_input
 from recipe import MODEL_CLASSES
 
 
@@ -80,13 +79,13 @@ def refit_reading_words(folder: Path, summary: dict, model, tokenizer, splits: R
         raise SystemExit(f"{folder}: lexical_mode {model.config.lexical_mode!r}: only a mix run's encoder trained "
                          "without its expert, so only there can another expert stand in")
     args = argparse.Namespace(**{**vars(run_args(summary)), "lexical_units": "words"})
-    words, report = train.word_vocabulary(args, splits.train, accelerator)
+    words, vocabulary = train.word_vocabulary(args, splits.train, accelerator)
     model.config.lexical_words = words
-    model.lexical_input = lexical_input(model.units)     # a fresh expert of one row per word, fitted below
-    model.lexical = LexicalExpert(model.lexical_input.rows, model.config.num_tags)
+    model.new_lexical_expert()                           # one row per word, fitted below
     training = train.TrainingData.encode(args, accelerator, model, tokenizer, splits.train, model.config.tag_names)
-    _, expert, seconds = train.prepare_lexical_expert(args, model, tokenizer, training, splits.sample, print)
-    return {**report, **expert, "seconds": round(seconds + report["vocabulary_seconds"], 1)}
+    _, expert, seconds = train.prepare_lexical_expert(args, model, tokenizer, training, splits.sample, print,
+                                                      vocabulary)
+    return {**expert, "seconds": round(seconds, 1)}
 
 
 def sample_posts(record: dict) -> int:
