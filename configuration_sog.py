@@ -9,6 +9,7 @@ SCHEMES = ("1-to-M", "1-to-1")
 ATTENTION_LAYOUTS = ("paper", "one-pass")
 TAG_LOSSES = ("sigmoid", "softmax")
 LEXICAL_MODES = ("mix", "prior", "joint")
+LEXICAL_UNITS = ("pieces", "words", "both")
 DEFAULT_FEATURE_MARKERS = ["[IMG]", "[LOC]", "[TIME]"]
 
 
@@ -61,10 +62,10 @@ class SOGConfig(BertConfig):
             ``"softmax"`` (the paper's BR: cross-entropy of a softmax over tags against the uniform
             distribution over the gold set).
         lexical_mode (`str`, *optional*):
-            The lexical expert ("wide and deep"): a linear map from the TF-IDF bag of words (``lexical_words``) or
-            word pieces of the *whole* post (every field, never truncated) to the tags, kept in the model (``lexical.weight``, ``lexical.bias``,
-            the ``lexical.idf`` buffer) and computed once per post. How it meets the encoder's logits:
-            ``"mix"``: fitted alone first (a regularised logistic regression per tag), frozen, and added at
+            The lexical expert ("wide and deep"): a linear map from the TF-IDF bag of word pieces, words or both
+            (``lexical_units``) of the *whole* post (every field, never truncated) to the tags, kept in the model
+            (``lexical.weight``, ``lexical.bias``, the ``lexical.idf`` buffer) and computed once per post. How it
+            meets the encoder's logits: ``"mix"``: fitted alone first (a regularised logistic regression per tag), frozen, and added at
             decoding as ``lexical_weight * log sigmoid(z)`` (a product of experts: the encoder's step probability
             times the expert's probability that the tag is in the set, to the power of the weight);
             ``"prior"``: the same frozen expert, its offset also added during training (from experts cross-fitted
@@ -77,12 +78,17 @@ class SOGConfig(BertConfig):
             Generators (SOG, AR): the expert's weight from the second step on (``train.py`` fits it on the
             validation split's R@5 once the first step's weight is fixed: the first tag is a P@1 question, the rest
             of the set a recall one). ``None`` (default): ``lexical_weight`` at every step.
+        lexical_units (`str`, *optional*):
+            What the expert's bag counts: ``"pieces"``, the tokenizer's word pieces (one row of ``lexical.weight``
+            per piece of the vocabulary); ``"words"``, the words of ``lexical_words`` (one row per word);
+            ``"both"``, word pieces and words in one bag (the piece rows, then the word rows). ``None`` (default):
+            ``"words"`` where ``lexical_words`` is given, else ``"pieces"`` (how models saved before this field
+            read).
         lexical_words (`list[str]`, *optional*):
-            The expert's vocabulary when it reads words: the post's words of two characters or more, lower-cased
-            (scikit-learn's default token pattern), those of the image, location and time fields prefixed
-            ``img_``, ``loc_``, ``time_`` as the classical baselines fuse them; ``lexical.weight`` has one row per
-            word. ``train.py`` fits it on the train split (``--lexical_units words``). ``None`` (default): the
-            expert reads the tokenizer's word pieces, one row per piece.
+            The expert's vocabulary when it reads words (``lexical_units`` ``"words"`` or ``"both"``): the post's
+            words of two characters or more, lower-cased (scikit-learn's default token pattern), those of the
+            image, location and time fields prefixed ``img_``, ``loc_``, ``time_`` as the classical baselines fuse
+            them. ``train.py`` fits it on the train split (``--lexical_units words`` or ``both``).
         lexical_max_pieces (`int`, *optional*, defaults to 8192):
             Word pieces read per field for a piece expert's bag (the encoder reads ``max_input_length`` units).
         score_calibration (`dict`, *optional*):
@@ -117,6 +123,7 @@ class SOGConfig(BertConfig):
     lexical_mode: str | None = None
     lexical_weight: float = 1.0
     lexical_later_weight: float | None = None
+    lexical_units: str | None = None
     lexical_words: list[str] | None = None
     lexical_max_pieces: int = 8192
     score_calibration: dict | None = None
@@ -126,6 +133,8 @@ class SOGConfig(BertConfig):
             self.tag_names = []
         if self.feature_markers is None:
             self.feature_markers = list(DEFAULT_FEATURE_MARKERS)
+        if self.lexical_units is None:   # what a config saved before the field said by lexical_words alone
+            self.lexical_units = "pieces" if self.lexical_words is None else "words"
         super().__post_init__(**kwargs)
         self._check_fields()
         # The labels are the tags: pipelines, model cards and users read id2label, not tag_names.
@@ -144,6 +153,12 @@ class SOGConfig(BertConfig):
         if self.lexical_mode is not None and self.lexical_mode not in LEXICAL_MODES:
             raise ValueError(f"SOGConfig.lexical_mode must be None or one of {LEXICAL_MODES}, got {self.lexical_mode!r}")
         words = self.lexical_words
+        if self.lexical_units not in LEXICAL_UNITS:
+            raise ValueError(f"SOGConfig.lexical_units must be one of {LEXICAL_UNITS}, got {self.lexical_units!r}")
+        if (words is None) != (self.lexical_units == "pieces"):
+            raise ValueError(f"SOGConfig.lexical_units={self.lexical_units!r} " + (
+                "reads no words: leave lexical_words unset" if words is not None else
+                "needs lexical_words, the vocabulary (lexical.fit_word_vocabulary makes it from a train split)"))
         if words is not None and (not all(isinstance(word, str) and word for word in words)
                                   or len(set(words)) != len(words)):
             raise ValueError("SOGConfig.lexical_words must be distinct non-empty strings (lexical.fit_word_vocabulary "

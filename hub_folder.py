@@ -75,8 +75,8 @@ def model_card(model, scores: dict, settings: dict, examples: list[dict], name: 
     layout_line = f"- Attention layout: {layout} (`config.attention_layout`).\n" if layout else ""
     if model.lexical is not None:
         later = "" if config.lexical_later_weight is None else f" ({config.lexical_later_weight:g} after the first tag)"
-        reads = (f"{len(config.lexical_words):,} words" if config.lexical_words is not None else "word pieces")
-        layout_line += (f"- Lexical expert: `{config.lexical_mode}`, a TF-IDF map from the whole post's {reads} to "
+        layout_line += (f"- Lexical expert: `{config.lexical_mode}`, a TF-IDF map from the whole post's "
+                        f"{model.lexical_input.description} to "
                         f"the tags, weight {config.lexical_weight:g}{later} (chosen on validation); `explain=True` "
                         "gives each tag the post's words that pushed it most.\n")
     return f"""---

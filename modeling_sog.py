@@ -15,8 +15,9 @@ then the tags.
 One class per concept, in the order a post flows through them:
 
 - ``PostUnits``: a post's fields -> the unit ids of its context (post-to-units encoding);
-- ``WordBags`` / ``PieceBags`` (``LexicalInput``) and ``LexicalExpert``: the wide half, a linear map from the
-  TF-IDF bag of the whole post's words (or word pieces) to the tags;
+- ``PieceBags`` / ``WordBags`` / ``PiecesAndWords`` (``LexicalInput``, ``config.lexical_units``) and
+  ``LexicalExpert``: the wide half, a linear map from the TF-IDF bag of the whole post's word pieces, words, or
+  both, to the tags;
 - ``PaperLayout`` / ``OnePassLayout`` (``config.attention_layout``): how rows are assembled, positioned and
   packed, and who attends to whom. The paper's: everyone sees everyone. One-pass: the context never sees
   the tags, which packs a post's N training instances into one row and lets generation encode the context once;
@@ -284,6 +285,11 @@ class LexicalInput:
     def rows(self) -> int:
         raise NotImplementedError
 
+    @property
+    def description(self) -> str:
+        """What the bag counts, in words (model cards)."""
+        raise NotImplementedError
+
     def pieces(self, posts, tokenizer):
         """``field_pieces`` the encoder can reuse, or None where this kind does not tokenize."""
         return None
@@ -323,6 +329,10 @@ class WordBags(LexicalInput):
     def rows(self) -> int:
         return len(self.index)
 
+    @property
+    def description(self) -> str:
+        return f"{self.rows:,} words"
+
     def bags(self, posts, tokenizer, pieces=None):
         return [bag_of(self.index[feature] for feature, _ in post_words(fields) if feature in self.index)
                 for fields in self.units.field_texts(posts)]
@@ -339,6 +349,10 @@ class PieceBags(LexicalInput):
     @property
     def rows(self) -> int:
         return self.config.vocab_size
+
+    @property
+    def description(self) -> str:
+        return "word pieces"
 
     def pieces(self, posts, tokenizer):
         return self.units.field_pieces(posts, tokenizer, self.config.lexical_max_pieces)
@@ -364,9 +378,45 @@ class PieceBags(LexicalInput):
         return words
 
 
+class PiecesAndWords(LexicalInput):
+    """Word pieces and words in one bag (``lexical_units="both"``): the rows of ``PieceBags``, then those of
+    ``WordBags`` after them. Pieces keep what words lose (parts shared by related words, words of one post only);
+    words keep what pieces cut apart (package and program names). Alone, fitted the same way on the same
+    validation posts, it led both single kinds on debtags (``benchmarks.expert_features``; the README)."""
+
+    def __init__(self, units: PostUnits):
+        super().__init__(units)
+        self.word_pieces, self.words = PieceBags(units), WordBags(units)
+
+    @property
+    def rows(self) -> int:
+        return self.word_pieces.rows + self.words.rows
+
+    @property
+    def description(self) -> str:
+        return f"word pieces and {self.words.description}"
+
+    def pieces(self, posts, tokenizer):
+        return self.word_pieces.pieces(posts, tokenizer)
+
+    def bags(self, posts, tokenizer, pieces=None):
+        offset = self.word_pieces.rows
+        return [(piece_ids + [offset + i for i in word_ids], piece_counts + word_counts)
+                for (piece_ids, piece_counts), (word_ids, word_counts)
+                in zip(self.word_pieces.bags(posts, tokenizer, pieces), self.words.bags(posts, tokenizer))]
+
+    def word_features(self, fields, tokenizer):
+        offset = self.word_pieces.rows
+        return self.word_pieces.word_features(fields, tokenizer) + [
+            (surface, [offset + i for i in ids]) for surface, ids in self.words.word_features(fields, tokenizer)]
+
+
+LEXICAL_INPUTS = {"pieces": PieceBags, "words": WordBags, "both": PiecesAndWords}   # config.lexical_units -> kind
+
+
 def lexical_input(units: PostUnits) -> LexicalInput:
-    """The kind of bag a config's expert reads: words where it has a word vocabulary, else word pieces."""
-    return WordBags(units) if units.config.lexical_words is not None else PieceBags(units)
+    """The kind of bag a config's expert reads (``config.lexical_units``)."""
+    return LEXICAL_INPUTS[units.config.lexical_units](units)
 
 
 class LexicalExpert(nn.Module):
@@ -671,14 +721,14 @@ class TagGenerationMixin:
         weights = self.lexical.features(ids.unsqueeze(0), counts.unsqueeze(0))[0]               # [features]
         shares = weights.unsqueeze(-1) * self.lexical.weight[ids][:, tag_ids]                   # [features, tags]
         share_of = {feature: shares[row] for row, feature in enumerate(ids.tolist())}
-        words = {}                                    # lower-cased word -> (its text as written, [tags] shares)
+        words = {}                # lower-cased word -> (its text as first written, the distinct features it is made of)
         for surface, features in self.lexical_input.word_features(fields, tokenizer):
-            features = [f for f in dict.fromkeys(features) if f in share_of]
-            if features:
-                words.setdefault(surface.lower(), (surface, sum(share_of[f] for f in features)))
+            known = dict.fromkeys(f for f in features if f in share_of)
+            words.setdefault(surface.lower(), (surface, {}))[1].update(known)
+        shares_of = {surface: sum(share_of[f] for f in features) for surface, features in words.values() if features}
         explained = []
         for column in range(len(tag_ids)):
-            ranked = sorted(((float(share[column]), surface) for surface, share in words.values()), reverse=True)
+            ranked = sorted(((float(share[column]), surface) for surface, share in shares_of.items()), reverse=True)
             explained.append([surface for share, surface in ranked[:top] if share > 0])
         return explained
 
@@ -732,7 +782,7 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
 
     def new_lexical_expert(self):
         """A fresh, unfitted expert (``lexical_input``, ``lexical``) that reads what the config says it reads
-        (``lexical_words``, else word pieces); none without ``lexical_mode``."""
+        (``lexical_units``); none without ``lexical_mode``."""
         reads = lexical_input(self.units) if self.config.lexical_mode else None
         self.lexical_input = reads
         self.lexical = LexicalExpert(reads.rows, self.config.num_tags) if reads is not None else None

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from calibration import calibration_report, fit_score_calibration
-from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, TAG_LOSSES, SCHEMES
+from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, LEXICAL_UNITS, TAG_LOSSES, SCHEMES
 from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, column,
                      iter_posts, load_corpus, prepare_splits, subset, tag_vocabulary)
 from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric,
@@ -123,10 +123,9 @@ def parse_args(argv=None):
                        help="the lexical expert (TF-IDF over the whole post -> tags, kept in the model): "
                        "none; mix (fitted first, frozen, mixed in at decoding with a weight fitted on validation); "
                        "prior (also added during training, cross-fitted on train); joint (trained with the encoder)")
-    model.add_argument("--lexical_units", choices=["pieces", "words"], default="pieces",
-                       help="what the expert's TF-IDF counts: the tokenizer's word pieces, or the post's words (a "
-                       "vocabulary fitted on the train split). Neither wins everywhere: alone, words led on debtags "
-                       "and trailed on cooking (the README)")
+    model.add_argument("--lexical_units", choices=LEXICAL_UNITS, default="pieces",
+                       help="what the expert's TF-IDF counts: the tokenizer's word pieces, the post's words (a "
+                       "vocabulary fitted on the train split), or both in one bag. None wins everywhere (the README)")
     model.add_argument("--lexical_max_words", type=int, default=DEFAULT_MAX_WORDS,
                        help="words: the vocabulary keeps at most this many of the words in 2+ train posts (most used)")
     model.add_argument("--lexical_folds", type=int, default=DEFAULT_FOLDS,
@@ -391,19 +390,20 @@ class Run:
 
 
 def word_vocabulary(args, train_split, accelerator) -> tuple[list[str] | None, dict]:
-    """The words a words expert reads (``--lexical_units words``): those of 2+ train posts, at most
-    ``--lexical_max_words``, and what the expert's report says of them; (None, {}) for a piece expert or none."""
-    if args.lexical_mode == "none" or args.lexical_units != "words":
+    """The words an expert that reads words reads (``--lexical_units words`` or ``both``): those of 2+ train posts,
+    at most ``--lexical_max_words``, and what the expert's report says of them; (None, {}) for a piece expert or
+    none."""
+    if args.lexical_mode == "none" or args.lexical_units == "pieces":
         return None, {}
     start = time.perf_counter()
     words, seen = fit_word_vocabulary((post_fields(post) for post in iter_posts(train_split)),
                                       max_words=args.lexical_max_words)
     if not words:
-        raise ValueError(f"--lexical_units words: no word occurs in 2 or more of the {len(train_split)} train posts; "
-                         "use --lexical_units pieces or --lexical_mode none")
+        raise ValueError(f"--lexical_units {args.lexical_units}: no word occurs in 2 or more of the "
+                         f"{len(train_split)} train posts; use --lexical_units pieces or --lexical_mode none")
     accelerator.print(f"lexical expert: {len(words)} words read (of {seen} in the train posts; those in fewer than 2 "
                       f"posts{' or beyond --lexical_max_words' if len(words) == args.lexical_max_words else ''} left out)")
-    return words, {"units": "words", "words": len(words), "words_in_train": seen,
+    return words, {"words": len(words), "words_in_train": seen,
                    "vocabulary_seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -475,7 +475,8 @@ def start(args) -> Run:
                         max_input_length=args.max_length, num_tags_to_generate=args.num_tags,
                         tag_head_transform=args.tag_head == "transform",
                         weight_loss_by_target_count=args.loss_weighting == "target_count",
-                        lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode, lexical_words=words)
+                        lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode,
+                        lexical_units="pieces" if words is None else args.lexical_units, lexical_words=words)
     training = TrainingData.encode(args, accelerator, model, tokenizer, train_split, vocabulary)
     if training.left_out:
         accelerator.print(f"{training.left_out} train posts have no tag in the vocabulary: not trained on")

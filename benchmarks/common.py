@@ -260,19 +260,26 @@ def test_group_statistics(metric, predictions, references, groups) -> dict:
     return by_group
 
 
-def test_group_statistics_of_run(predictions_file: Path, test) -> dict:
-    """``test_group_statistics`` of a train.py run, from the test predictions it wrote (each line names its post's
-    id and gold tags) and the groups of the test table it was scored on."""
-    group_of = dict(zip((str(i) for i in test["id"]), group_keys(test)))
+def run_test_predictions(predictions_file: Path, test) -> list[dict]:
+    """The test predictions a train.py run wrote (one line per post: its id, gold tags and what ``generate_tags``
+    gave), in the order of the test table it was scored on; refused unless they are that table's posts."""
     with open(predictions_file, encoding="utf-8") as stream:
-        lines = [json.loads(line) for line in stream if line.strip()]
-    unknown = [line["id"] for line in lines if str(line["id"]) not in group_of]
-    if unknown or len(lines) != len(group_of):
-        raise ValueError(f"{predictions_file}: {len(lines)} predictions for a test split of {len(group_of)} posts"
+        lines = {str(line["id"]): line for line in (json.loads(text) for text in stream if text.strip())}
+    ids = [str(i) for i in test["id"]]
+    unknown = sorted(set(lines) - set(ids))
+    if unknown or len(lines) != len(ids):
+        raise ValueError(f"{predictions_file}: {len(lines)} predictions for a test split of {len(ids)} posts"
                          + (f"; ids not in it, first: {unknown[0]!r}" if unknown else "")
                          + ": the run was scored on another split (train it again, without --reuse_runs)")
+    return [lines[i] for i in ids]
+
+
+def test_group_statistics_of_run(predictions_file: Path, test) -> dict:
+    """``test_group_statistics`` of a train.py run, from the test predictions it wrote and the groups of the test
+    table it was scored on."""
+    lines = run_test_predictions(predictions_file, test)
     return test_group_statistics(load_tag_metric(), labels(line["predicted"] for line in lines),
-                                 [line["gold"] for line in lines], [group_of[str(line["id"])] for line in lines])
+                                 [line["gold"] for line in lines], group_keys(test))
 
 
 def settings_line(settings: dict, rows: list[dict]) -> str:

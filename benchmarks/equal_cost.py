@@ -58,6 +58,9 @@ NEURAL = {  # row name -> (train.py arguments, several seeds?)
     # on debtags and trailed on cooking).
     "SOG, expert on words (the defaults otherwise)": (["--model", "sog", "--lexical_units", "words"], True),
     "BR-EF, expert on words (the defaults otherwise)": (["--model", "br", "--lexical_units", "words"], True),
+    # Word pieces and words in one bag (alone, it led both on debtags).
+    "SOG, expert on word pieces and words (the defaults otherwise)":
+        (["--model", "sog", "--lexical_units", "both"], True),
     "SOG as before (paper layout, no expert)": (["--model", "sog", "--attention_layout", "paper"] + BEFORE, False),
     "BR-EF as before (no expert)": (["--model", "br"] + BEFORE, False),
 }

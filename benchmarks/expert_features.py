@@ -1,8 +1,8 @@
 """What the lexical expert reads, alone, on the same validation posts: word pieces (``train.py``'s default), words
-(``--lexical_units words``), both in one bag, and word 1-2 grams (what TF-IDF + LR and Omikuji read), each
-fitted the same way (``lexical.fit_logistic``: C from the grid chosen by validation P@1, as ``train.py`` chooses it),
+(``--lexical_units words``), both in one bag (``--lexical_units both``), and word 1-2 grams (what TF-IDF + LR and
+Omikuji read), each fitted the same way (``lexical.fit_logistic``: C from the grid chosen by validation P@1, as ``train.py`` chooses it),
 with Omikuji on the same posts as the reference. No encoder: the expert's own quality, which a mix run's encoder
-then meets at decoding (``benchmarks.expert_weights --lexical_units words`` measures that).
+then meets at decoding (``benchmarks.expert_weights --lexical_units words|both`` measures that).
 
     python -m benchmarks.expert_features --dataset debtags --results benchmarks/results/expert_features_debtags
 
@@ -54,12 +54,6 @@ def ngram_bags(train_posts, posts):
     return as_bags(counts[0]), as_bags(counts[1]), counts[0].shape[1]
 
 
-def union(pieces, words):
-    """Both kinds in one bag: the word-piece ids, then the word ids after them."""
-    join = lambda a, b: [(list(p[0]) + [pieces[2] + i for i in w[0]], list(p[1]) + list(w[1])) for p, w in zip(a, b)]
-    return join(pieces[0], words[0]), join(pieces[1], words[1]), pieces[2] + words[2]
-
-
 def ranked_tags(expert, bags, tag_names, k: int) -> list[list[str]]:
     logits = tfidf_rows(bags, expert.idf, torch.arange(len(expert.idf))) @ expert.weight + expert.bias
     return [[tag_names[t] for t in row] for row in logits.topk(k, -1).indices.tolist()]
@@ -81,11 +75,12 @@ def main(argv=None):
 
     words = fit_word_vocabulary(post_fields(p) for p in train_posts)[0]
     kinds = {}
-    for name, vocabulary in (("word pieces (train.py's default)", None), ("words (--lexical_units words)", words)):
-        reads = lexical_input(PostUnits(SOGConfig(vocab_size=len(tokenizer), tag_names=tag_names,
-                                                  lexical_words=vocabulary, mask_token_id=tokenizer.mask_token_id)))
+    for name, units in (("word pieces (train.py's default)", "pieces"), ("words (--lexical_units words)", "words"),
+                        ("word pieces and words (--lexical_units both)", "both")):
+        reads = lexical_input(PostUnits(SOGConfig(vocab_size=len(tokenizer), tag_names=tag_names, lexical_units=units,
+                                                  lexical_words=None if units == "pieces" else words,
+                                                  mask_token_id=tokenizer.mask_token_id)))
         kinds[name] = (reads.bags(train_posts, tokenizer), reads.bags(validation.posts, tokenizer), reads.rows)
-    kinds["word pieces and words (not in the model yet)"] = union(*kinds.values())
     kinds["word 1-2 grams (what TF-IDF + LR reads)"] = ngram_bags(train_posts, validation.posts)
 
     predictions, rows = {}, []

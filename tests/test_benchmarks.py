@@ -211,8 +211,34 @@ def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_e
     assert row["later_weight"] == row["later_weight_before"] == summary["lexical_expert"]["later_weight"]
     assert row["validation_posts"] == 16 and row["test_posts"] == 10
     assert row["test_after"] == row["test_before"] and set(row["test_after_se"]) == {"P@1_se", "R@5_se"}
+    assert row["test_gain"] == {"P@1": 0, "P@1_se": 0, "R@5": 0, "R@5_se": 0}   # the same tags, post by post
     assert json.loads(stem.with_suffix(".json").read_text())["rows"] == [json.loads(json.dumps(row))]
     assert f"| {row['weight_before']:g} → {row['weight']:g} |" in stem.with_suffix(".md").read_text()
+
+
+def test_a_gain_over_a_run_s_own_test_predictions_is_read_post_by_post(tmp_path):
+    from benchmarks.common import run_test_predictions
+    from benchmarks.expert_weights import paired_gain
+    from corpora import Split
+    from evaluation import load_tag_metric
+    test = Split.of("test", datasets.Dataset.from_dict({
+        "id": ["a", "b", "c", "d"], "text": ["", "", "", ""], "tags": [["x"], ["y"], ["x", "z"], ["y"]],
+        "group": ["g1", "g1", "g2", "g3"]}))
+    written = {"a": ["y", "x"], "b": ["y"], "c": ["z", "x"], "d": ["x"]}             # the run's tags, post by post
+    file = tmp_path / "eval_predictions.jsonl"
+    file.write_text("".join(json.dumps({"id": i, "gold": [], "predicted": [{"label": t} for t in written[i]]}) + "\n"
+                            for i in ["d", "b", "c", "a"]) + "\n")                  # any order; blank lines skipped
+    own = [[tag["label"] for tag in line["predicted"]] for line in run_test_predictions(file, test.data)]
+    assert own == [written[i] for i in "abcd"]                                       # the test table's order
+    after = [["x"], ["y"], ["z"], ["y"]]                                             # a and d gain at P@1
+    gain = paired_gain(load_tag_metric(), own, after, test)
+    assert gain["P@1"] == 50.0 and gain["R@5"] == pytest.approx(100 * (0 + 0 - 0.5 + 1) / 4, abs=0.01)
+    # P@1 differences a +1, b 0, c 0, d +1 (mean 0.5); summed deviations by group: g1 (a, b) 0, g2 (c) -0.5,
+    # g3 (d) +0.5, so the cluster-robust error is sqrt(3/2 * (0 + 0.25 + 0.25)) / 4
+    assert gain["P@1_se"] == pytest.approx(100 * (1.5 * 0.5) ** 0.5 / 4, abs=0.01)
+    file.write_text(json.dumps({"id": "e", "gold": [], "predicted": []}) + "\n")
+    with pytest.raises(ValueError, match="1 predictions for a test split of 4 posts; ids not in it, first: 'e'"):
+        run_test_predictions(file, test.data)
 
 
 def test_expert_weights_fits_a_mix_run_s_expert_again_reading_words_as_train_py_fits_it(tmp_path, tiny_encoder):
@@ -231,6 +257,13 @@ def test_expert_weights_fits_a_mix_run_s_expert_again_reading_words_as_train_py_
     [row] = expert_weights.main([str(folder), "--lexical_units", "words", "--results", str(stem)])
     assert row["expert"]["units"] == "words" and row["expert"]["words"] == own["words"]
     assert f"| words ({own['words']:,}; C=4) |" in stem.with_suffix(".md").read_text()
+    # or one that reads both: the same words after the pieces, and more features than the words alone
+    [row] = expert_weights.main([str(folder), "--lexical_units", "both", "--results", str(stem)])
+    assert row["expert"]["units"] == "both" and row["expert"]["words"] == own["words"]
+    assert row["expert"]["features"] > own["features"]
+    for m in ("P@1", "R@5"):                  # the gain over the run's own predictions is the difference of scores
+        assert row["test_gain"][m] == pytest.approx(row["test_after"][m] - row["test_before"][m], abs=0.011)
+    assert f"| word pieces and words ({own['words']:,}; C=4) |" in stem.with_suffix(".md").read_text()
 
 
 def test_expert_weights_fits_the_later_weight_on_every_carved_validation_post_when_told_the_corpus(tmp_path,

@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 
+import accelerate
+import datasets
 import pytest
 import torch
 
 import train
 from lexical import fit_expert, fit_idf, fit_word_vocabulary, install, logistic_gradients, rows_of, tfidf_rows
-from modeling_sog import ExpertOffsets, SetDecoder, SOGForTagGeneration, post_words, WordBags
+from configuration_sog import SOGConfig
+from modeling_sog import ExpertOffsets, PiecesAndWords, SetDecoder, SOGForTagGeneration, post_words, WordBags
 from inputs_sog import post_fields
 from tests.helpers import labels_of, tiny_config, tiny_sog
 from training_instances import InstanceCollator, epoch_instances
@@ -21,13 +24,15 @@ TAGS = ["fruit", "food", "vehicle", "road"]
 FRUIT = ["apple banana cherry salad", "a ripe mango and a pear", "banana bread with apple", "cherry and pear jam"]
 ROADS = ["car truck engine", "the bus and the tram on the road", "a truck on the motorway", "engine oil for the car"]
 GOLD = [[0, 1]] * 4 + [[2, 3]] * 4
-KINDS = ["words", "pieces"]
+KINDS = ["words", "pieces", "both"]
 
 
 def expert_model(kind="words", **overrides):
-    """A tiny SOG with an expert that reads words (a vocabulary of every word of the toy posts) or word pieces."""
-    words = fit_word_vocabulary([post_fields(p) for p in FRUIT + ROADS], min_df=1)[0] if kind == "words" else None
-    return tiny_sog(tags=TAGS, lexical_mode=overrides.pop("lexical_mode", "mix"), lexical_words=words, **overrides)
+    """A tiny SOG with an expert that reads words (a vocabulary of every word of the toy posts), word pieces, or
+    both."""
+    words = fit_word_vocabulary([post_fields(p) for p in FRUIT + ROADS], min_df=1)[0] if kind != "pieces" else None
+    return tiny_sog(tags=TAGS, lexical_mode=overrides.pop("lexical_mode", "mix"), lexical_units=kind,
+                    lexical_words=words, **overrides)
 
 
 def fitted_toy_expert(model, tokenizer, folds=0):
@@ -51,6 +56,39 @@ def test_words_are_those_of_two_characters_or_more_lower_cased_and_prefixed_by_f
     assert model.lexical_input.bags(["Pie, pie and an APPLE tart", "tart"], None) == [([0, 1], [2, 1]), ([], [])]
     with pytest.raises(ValueError, match="lexical_words must be distinct"):
         tiny_sog(tags=TAGS, lexical_mode="mix", lexical_words=["pie", "pie"])
+
+
+def test_an_expert_reading_both_has_the_piece_rows_then_the_word_rows(tokenizer):
+    pieces, words, both = (expert_model(kind) for kind in ("pieces", "words", "both"))
+    assert isinstance(both.lexical_input, PiecesAndWords)
+    rows = pieces.lexical_input.rows + words.lexical_input.rows
+    assert both.lexical.weight.size(0) == both.lexical_input.rows == rows
+    posts = ["Banana bread, banana JAM", "", "the tram"]
+    offset = both.config.vocab_size
+    assert both.lexical_input.bags(posts, tokenizer) == [
+        (piece_ids + [offset + i for i in word_ids], piece_counts + word_counts)
+        for (piece_ids, piece_counts), (word_ids, word_counts)
+        in zip(pieces.lexical_input.bags(posts, tokenizer), words.lexical_input.bags(posts, tokenizer))]
+    assert both.lexical_input.description == f"word pieces and {len(both.config.lexical_words):,} words"
+    # a word's share in an explanation is that of its pieces and of itself: here only the word row says anything
+    with torch.no_grad():
+        both.lexical.idf.fill_(1.0)
+        both.lexical.weight[offset + both.config.lexical_words.index("tram"), TAGS.index("road")] = 5.0
+    assert both.explaining_words(post_fields("the tram"), both.lexical_input.bags(["the tram"], tokenizer)[0],
+                                 [TAGS.index("road"), TAGS.index("fruit")], tokenizer) == [["tram"], []]
+    # what the config says the expert reads, and what it refuses
+    assert SOGConfig(lexical_words=["pie"]).lexical_units == "words" and SOGConfig().lexical_units == "pieces"
+    with pytest.raises(ValueError, match="lexical_units='both' needs lexical_words"):
+        SOGConfig(lexical_units="both")
+    with pytest.raises(ValueError, match="lexical_units='pieces' reads no words"):
+        SOGConfig(lexical_units="pieces", lexical_words=["pie"])
+    with pytest.raises(ValueError, match="lexical_units must be one of"):
+        SOGConfig(lexical_units="letters", lexical_words=["pie"])
+    # train.py refuses a words vocabulary that would be empty, naming the option that asked for it
+    args = train.parse_args(["--output_dir", "x", "--lexical_units", "both"])
+    lonely = datasets.Dataset.from_dict({"text": ["apple pie", "road bus"]})           # no word in 2 posts
+    with pytest.raises(ValueError, match="--lexical_units both: no word occurs in 2 or more of the 2 train posts"):
+        train.word_vocabulary(args, lonely, accelerate.Accelerator(cpu=True))
 
 
 def test_the_written_out_gradients_are_the_objectives_and_batches_are_the_selected_rows():
@@ -87,8 +125,10 @@ def test_the_models_tfidf_is_the_one_the_expert_was_fitted_on(tokenizer, kind):
     got = torch.zeros_like(expected).scatter_add_(1, inputs["lexical_ids"], weights)
     assert torch.allclose(got, expected, atol=1e-6)
     [(ids, counts)] = reads.bags(["pear " * 3000], tokenizer)                   # the whole post, never truncated
-    assert counts[ids.index(model.config.lexical_words.index("pear") if kind == "words" else
-                            tokenizer.convert_tokens_to_ids("pear"))] == 3000
+    piece = [tokenizer.convert_tokens_to_ids("pear")]
+    word = [] if kind == "pieces" else [model.config.lexical_words.index("pear")]
+    expected = {"pieces": piece, "words": word, "both": piece + [model.config.vocab_size + i for i in word]}[kind]
+    assert ids == expected and counts == [3000] * len(ids)                    # both: the word's row after the pieces'
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -106,7 +146,8 @@ def test_a_fitted_expert_mixes_into_every_step_of_generation(tokenizer, kind):
     for a, b in zip(mixed, uncached):
         assert [t["step_probability"] for t in a] == pytest.approx([t["step_probability"] for t in b], abs=1e-5)
     model.config.lexical_weight = 0.0                                        # weight 0: the encoder alone
-    plain = tiny_sog(tags=TAGS, attention_layout="one-pass", lexical_words=model.config.lexical_words)
+    plain = tiny_sog(tags=TAGS, attention_layout="one-pass", lexical_units=model.config.lexical_units,
+                     lexical_words=model.config.lexical_words)
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("lexical.")})
     alone, reference = model.generate_tags(posts, tokenizer, num_tags=3), plain.generate_tags(posts, tokenizer, num_tags=3)
     assert [labels_of(r) for r in alone] == [labels_of(r) for r in reference]
@@ -217,7 +258,7 @@ def test_the_expert_s_weight_leaves_the_anchor_only_for_a_gain_beyond_two_standa
     assert train.best_lexical_weight([1.0, 2.0], scores.get, 1.0, ["one"] * 100)[0] == 1.0
 
 
-@pytest.mark.parametrize("mode,units", [("mix", "words"), ("prior", "pieces")])
+@pytest.mark.parametrize("mode,units", [("mix", "words"), ("prior", "pieces"), ("mix", "both")])
 def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mode, units):
     summary = train.main(["--max_train_samples", "60", "--max_validation_samples", "20", "--max_eval_samples", "12",
                           "--max_length", "32", "--per_device_train_batch_size", "8", "--report_to", "none",
@@ -248,13 +289,16 @@ def test_train_py_fits_c_and_the_weight_on_validation(tmp_path, tiny_encoder, mo
     assert summary["train_seconds"] >= expert["seconds"]                     # the fit is training time
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["lexical_mode"] == mode and config["lexical_weight"] == expert["weight"]
-    # a words expert keeps its vocabulary (fitted on the train split) in the config, one weight row per word
+    # an expert reading words keeps its vocabulary (fitted on the train split) in the config, one weight row per
+    # word (after the piece rows when it reads both)
     words = config.get("lexical_words")
-    assert (words is not None) == (units == "words")
+    assert config["lexical_units"] == units and (words is not None) == (units != "pieces")
     if words:
-        assert len(words) == expert["words"] <= expert["words_in_train"] and expert["features"] <= len(words)
-        assert SOGForTagGeneration.from_pretrained(tmp_path).lexical.weight.size(0) == len(words)
-        assert f"the whole post's {len(words):,} words to the tags" in (tmp_path / "README.md").read_text()
+        pieces = config["vocab_size"] if units == "both" else 0
+        assert len(words) == expert["words"] <= expert["words_in_train"] and expert["features"] <= pieces + len(words)
+        assert SOGForTagGeneration.from_pretrained(tmp_path).lexical.weight.size(0) == pieces + len(words)
+        reads = ("word pieces and " if units == "both" else "") + f"{len(words):,} words"
+        assert f"the whole post's {reads} to the tags" in (tmp_path / "README.md").read_text()
     assert config["lexical_later_weight"] == expert["later_weight"]
 
 
