@@ -260,6 +260,19 @@ def test_group_statistics(metric, predictions, references, groups) -> dict:
     return by_group
 
 
+def paired_gain(before: dict, after: dict, groups: list[str]) -> dict:
+    """``after``'s gain over ``before`` on the same posts (``per_post_scores`` of each), in points: for each of
+    ``GROUPED_MEASURES`` the gain and (``"<measure>_se"``) the standard error of the post-by-post difference,
+    counting the posts of one group as one draw (far smaller than either row's own when the two agree on most
+    posts)."""
+    gain = {}
+    for m in GROUPED_MEASURES:
+        differences = [a - b for b, a in zip(before[m], after[m])]
+        gain[m] = round(100 * math.fsum(differences) / len(differences), 2)
+        gain[f"{m}_se"] = round(clustered_standard_error(differences, groups), 2)
+    return gain
+
+
 def run_test_predictions(predictions_file: Path, test) -> list[dict]:
     """The test predictions a train.py run wrote (one line per post: its id, gold tags and what ``generate_tags``
     gave), in the order of the test table it was scored on; refused unless they are that table's posts."""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from benchmarks.common import REPO, machine
+from benchmarks.common import GROUPED_MEASURES, REPO, machine, paired_gain
 from classical_baselines import OmikujiBaseline, _vectorizer, fused_document
 from configuration_sog import SOGConfig
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits, tag_vocabulary
@@ -28,9 +28,6 @@ from inputs_sog import post_fields
 from lexical import DEFAULT_C_GRID, fit_expert, fit_word_vocabulary, tfidf_rows
 from modeling_sog import PostUnits, lexical_input
 from recipe import default_encoder_path
-
-MEASURES = ("P@1", f"R@{max(K_VALUES)}")
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,12 +96,11 @@ def main(argv=None):
     pieces = per_post[rows[0]["expert"]]
     for row in rows:
         own = per_post[row["expert"]]
-        for m in MEASURES:
+        gain = paired_gain(pieces, own, validation.groups)
+        for m in GROUPED_MEASURES:
             row[m] = round(100 * float(np.mean(own[m])), 2)
             row[f"{m}_se"] = round(clustered_standard_error(own[m], validation.groups), 2)
-            row[f"{m}_gain_over_pieces"] = round(100 * float(np.mean(own[m]) - np.mean(pieces[m])), 2)
-            row[f"{m}_gain_se"] = round(clustered_standard_error([a - b for a, b in zip(own[m], pieces[m])],
-                                                                 validation.groups), 2)
+            row[f"{m}_gain_over_pieces"], row[f"{m}_gain_se"] = gain[m], gain[f"{m}_se"]
         print(json.dumps(row), flush=True)
     settings = {"dataset": args.dataset + (f" ({Path(args.data_dir).name})" if args.data_dir else ""),
                 "train_posts": len(train_posts), "validation_posts": len(validation),

@@ -28,7 +28,6 @@ test are the posts it was trained and scored with; the test errors count the pos
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,11 +35,11 @@ from accelerate import Accelerator
 from transformers import AutoTokenizer
 
 import train
-from benchmarks.common import (GROUPED_MEASURES, REPO, machine, percent_row, run_test_predictions,
+from benchmarks.common import (REPO, machine, paired_gain, percent_row, run_test_predictions,
                                test_group_statistics)
 from configuration_sog import LEXICAL_UNITS
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
-from evaluation import K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric, per_post_scores
+from evaluation import K_VALUES, generate_and_score, labels, load_tag_metric, per_post_scores
 from recipe import MODEL_CLASSES
 
 
@@ -168,20 +167,8 @@ def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | No
     own = run_test_predictions(folder / train.TEST_PREDICTIONS, test.data)
     return {**row, "test_before": percent_row(summary["test"]), "test_after": percent_row(scores),
             "test_after_se": test_group_statistics(metric, labels(predictions), test.gold, test.groups),
-            "test_gain": paired_gain(metric, labels(line["predicted"] for line in own), labels(predictions), test)}
-
-
-def paired_gain(metric, before, after, test: Split) -> dict:
-    """``after``'s test gain over ``before`` (ranked labels, one list per test post), post by post:
-    ``"P@1"``, ``"R@5"`` and ``"P@1_se"``, ``"R@5_se"``, standard errors of the paired difference counting the
-    posts of one group as one draw (far smaller than either row's own when the two agree on most posts)."""
-    k, gain = max(K_VALUES), {}
-    scores = [per_post_scores(metric, ranked, test.gold, k) for ranked in (before, after)]
-    for m in GROUPED_MEASURES:
-        differences = [a - b for b, a in zip(scores[0][m], scores[1][m])]
-        gain[m] = round(100 * math.fsum(differences) / len(differences), 2)
-        gain[f"{m}_se"] = round(clustered_standard_error(differences, test.groups), 2)
-    return gain
+            "test_gain": paired_gain(*(per_post_scores(metric, ranked, test.gold, max(K_VALUES)) for ranked in
+                                       (labels(line["predicted"] for line in own), labels(predictions))), test.groups)}
 
 
 def expert_label(report: dict) -> str:

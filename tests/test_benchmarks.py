@@ -217,10 +217,9 @@ def test_expert_weights_refits_a_run_the_way_train_py_fitted_it(tmp_path, tiny_e
 
 
 def test_a_gain_over_a_run_s_own_test_predictions_is_read_post_by_post(tmp_path):
-    from benchmarks.common import run_test_predictions
-    from benchmarks.expert_weights import paired_gain
+    from benchmarks.common import paired_gain, run_test_predictions
     from corpora import Split
-    from evaluation import load_tag_metric
+    from evaluation import load_tag_metric, per_post_scores
     test = Split.of("test", datasets.Dataset.from_dict({
         "id": ["a", "b", "c", "d"], "text": ["", "", "", ""], "tags": [["x"], ["y"], ["x", "z"], ["y"]],
         "group": ["g1", "g1", "g2", "g3"]}))
@@ -231,7 +230,8 @@ def test_a_gain_over_a_run_s_own_test_predictions_is_read_post_by_post(tmp_path)
     own = [[tag["label"] for tag in line["predicted"]] for line in run_test_predictions(file, test.data)]
     assert own == [written[i] for i in "abcd"]                                       # the test table's order
     after = [["x"], ["y"], ["z"], ["y"]]                                             # a and d gain at P@1
-    gain = paired_gain(load_tag_metric(), own, after, test)
+    gain = paired_gain(*(per_post_scores(load_tag_metric(), ranked, test.gold, 5) for ranked in (own, after)),
+                       test.groups)
     assert gain["P@1"] == 50.0 and gain["R@5"] == pytest.approx(100 * (0 + 0 - 0.5 + 1) / 4, abs=0.01)
     # P@1 differences a +1, b 0, c 0, d +1 (mean 0.5); summed deviations by group: g1 (a, b) 0, g2 (c) -0.5,
     # g3 (d) +0.5, so the cluster-robust error is sqrt(3/2 * (0 + 0.25 + 0.25)) / 4
