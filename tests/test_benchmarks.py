@@ -326,6 +326,32 @@ def test_held_out_weights_refuses_a_run_from_another_corpus_and_a_run_that_used_
         held_out_posts(carved, used(["a", "b", "c"]), tmp_path)
 
 
+def test_paired_runs_reads_two_runs_post_by_post_and_refuses_runs_scored_on_another_split(tmp_path, tiny_encoder):
+    import shutil
+    from benchmarks import paired_runs
+    folder, summary = tiny_run(tmp_path, tiny_encoder)
+    written = [json.loads(line) for line in (folder / "eval_predictions.jsonl").read_text().splitlines()]
+    perfect = tmp_path / "perfect"                               # the same run, its test tags replaced by the gold ones
+    shutil.copytree(folder, perfect)
+    (perfect / "eval_predictions.jsonl").write_text("".join(
+        json.dumps({**line, "predicted": [{"label": tag} for tag in line["gold"]]}) + "\n" for line in written))
+    stem = tmp_path / "results" / "paired"
+    same, better = paired_runs.main([str(folder), str(folder), str(folder), str(perfect), "--results", str(stem)])
+    assert same["test_gain"] == {"P@1": 0.0, "P@1_se": 0.0, "R@5": 0.0, "R@5_se": 0.0}
+    assert same["test_before"] == same["test_after"] == {
+        "P@1": pytest.approx(common.percent_row(summary["test"])["P@1"], abs=0.01),
+        "R@5": pytest.approx(common.percent_row(summary["test"])["R@5"], abs=0.01)}
+    assert better["test_after"]["P@1"] == 100.0
+    assert better["test_gain"]["P@1"] == pytest.approx(100.0 - same["test_before"]["P@1"], abs=0.01)
+    assert better["test_gain"]["P@1_se"] > 0 and better["test_gain"]["R@5"] > 0
+    assert "| mean of 2 pairs |" in stem.with_suffix(".md").read_text()
+    (perfect / "eval_predictions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in written[1:]))
+    with pytest.raises(ValueError, match="perfect/eval_predictions.jsonl: 9 predictions for a test split of 10"):
+        paired_runs.main([str(folder), str(perfect), "--results", str(stem)])
+    with pytest.raises(SystemExit):
+        paired_runs.parse_args([str(folder)])
+
+
 def test_expert_features_fits_each_kind_the_same_way_on_the_same_validation_posts(tmp_path, tiny_encoder):
     from benchmarks import expert_features
     from corpora import BUNDLED_CORPUS

@@ -87,6 +87,31 @@ def test_two_cpu_processes_run_real_ddp(tmp_path, tiny_encoder):
     assert len(ids) == 13 and len(set(ids)) == 13                                 # every test post once
 
 
+def test_mixed_precision_scores_the_model_as_saved(tmp_path, tiny_encoder):
+    """Under --mixed_precision bf16 the training steps run in autocast, but the test scores are those of the saved
+    float32 model: a user who loads the folder gets the same tags and scores. BR-EF, whose generation runs
+    through ``forward`` (the method accelerate wraps in autocast)."""
+    from argparse import Namespace
+    from transformers import AutoModel, AutoTokenizer
+    from corpora import Split
+
+    out_dir = tmp_path / "bf16"
+    finished(run_train(QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir), "--model", "br",
+                                "--num_train_epochs", "1", "--mixed_precision", "bf16"]))
+    args = Namespace(**summary(out_dir)["args"])
+    assert args.mixed_precision == "bf16"
+    test = Split.of("test", train.splits_of(load_corpus(args.dataset, args.data_dir), args)[2])
+    written = [json.loads(line) for line in (out_dir / "eval_predictions.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in written] == test.data["id"]
+    model = AutoModel.from_pretrained(out_dir, trust_remote_code=True)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    again = model.generate_tags(test.posts, AutoTokenizer.from_pretrained(out_dir, trust_remote_code=True),
+                                 num_tags=args.num_tags)
+    assert [[t["label"] for t in tags] for tags in again] == [[t["label"] for t in row["predicted"]] for row in written]
+    assert [t["score"] for tags in again for t in tags] == pytest.approx(
+        [t["score"] for row in written for t in row["predicted"]], rel=1e-5, abs=1e-6)
+
+
 def test_output_folder_is_a_hub_repo_with_a_working_handler(tmp_path, tiny_encoder, capsys):
     out_dir = tmp_path / "model"
     train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir), "--num_train_epochs",
