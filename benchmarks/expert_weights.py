@@ -29,18 +29,17 @@ test are the posts it was trained and scored with; the test errors count the pos
 import argparse
 import json
 from pathlib import Path
-from typing import NamedTuple
 
 from accelerate import Accelerator
-from transformers import AutoTokenizer
 
 import train
 from benchmarks.common import (REPO, machine, paired_gain, percent_row, run_test_predictions,
                                test_group_statistics)
+from benchmarks.trained_runs import (RunSplits, carved_validation, corpus_name, ids_within, load_run, run_args,
+                                     run_splits)
 from configuration_sog import LEXICAL_UNITS
-from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
+from corpora import Split
 from evaluation import K_VALUES, generate_and_score, labels, load_tag_metric, per_post_scores
-from recipe import MODEL_CLASSES
 
 
 def parse_args(argv=None):
@@ -55,26 +54,6 @@ def parse_args(argv=None):
                    "before its weights (default: keep the run's own expert)")
     p.add_argument("--batch_size", type=int, default=64)
     return p.parse_args(argv)
-
-
-class RunSplits(NamedTuple):
-    train: object          # the train split's table
-    validation: Split
-    sample: Split          # what the run read of validation while training (``train.validation_sample``)
-    test: Split
-
-
-def run_args(summary: dict) -> argparse.Namespace:
-    """A run's ``train.py`` arguments: its own, over this checkout's defaults (for arguments added after it ran)."""
-    return argparse.Namespace(**{**vars(train.parse_args(["--output_dir", "unused"])), **summary["args"]})
-
-
-def run_splits(summary: dict) -> RunSplits:
-    """A run's splits, rebuilt from its own arguments."""
-    args = run_args(summary)
-    train_split, validation, test, _ = train.splits_of(load_corpus(args.dataset, args.data_dir), args)
-    validation = Split.of("validation", validation)
-    return RunSplits(train_split, validation, train.validation_sample(validation, args), Split.of("test", test))
 
 
 def refit_reading(units: str, folder: Path, summary: dict, model, tokenizer, splits: RunSplits, accelerator) -> dict:
@@ -97,40 +76,6 @@ def sample_posts(record: dict) -> int:
     """The validation posts a run (its summary) or a refitted row read while training: all of them where it
     records no sample (runs made before train.py read one)."""
     return record.get("validation_sample_posts", record["validation_posts"])
-
-
-def carved_validation(dataset, data_dir) -> Split:
-    """Every validation post a benchmark carved from ``dataset``'s train split (``train.py``'s rule)."""
-    return Split.of("carved validation",
-                    prepare_splits(load_corpus(dataset, data_dir), DEFAULT_VALIDATION_PERCENTAGE)[1])
-
-
-def ids_within(carved: Split, used: Split, folder: Path) -> set[str]:
-    """The ids of a run's validation posts, refused unless all of them are carved validation posts."""
-    used_ids = {str(i) for i in used.data["id"]}
-    missing = sorted(used_ids - {str(i) for i in carved.data["id"]})
-    if missing:
-        raise SystemExit(f"{folder}: {len(missing)} of its {len(used_ids)} validation posts (first: {missing[0]!r}) "
-                         "are not in the carved validation of --dataset/--data_dir: name the corpus the benchmark "
-                         "that trained it read")
-    return used_ids
-
-
-def corpus_name(saved: dict) -> str:
-    """What a run read, in short: the last two parts of its corpus path (or builder name and raw data folder)."""
-    where = saved["data_dir"] or saved["dataset"]
-    return "/".join(Path(where).parts[-2:]) if where else "the bundled sample"
-
-
-def load_run(folder: Path):
-    """A trained run's summary, model (this checkout's code, not the folder's) and tokenizer; refused unless its
-    expert is frozen (mix, prior): a jointly trained expert, or none, has no weight to choose."""
-    summary = json.loads((folder / "train_summary.json").read_text())
-    model = MODEL_CLASSES[summary["args"]["model"]].from_pretrained(folder).eval()
-    if model.lexical is None or model.config.lexical_mode == "joint":
-        raise SystemExit(f"{folder}: lexical_mode {model.config.lexical_mode!r}: only a frozen expert (mix, prior) "
-                         "has a weight to fit or score")
-    return summary, model, AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
 
 
 def refit(folder: Path, accelerator, metric, batch_size: int, carved: Split | None = None,

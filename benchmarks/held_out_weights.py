@@ -25,7 +25,7 @@ from accelerate import Accelerator
 
 import train
 from benchmarks.common import REPO, machine
-from benchmarks.expert_weights import carved_validation, corpus_name, ids_within, load_run, run_splits
+from benchmarks.trained_runs import carved_validation, corpus_name, ids_within, load_run, run_splits
 from corpora import Split
 from evaluation import K_VALUES, generate_and_score, labels, load_tag_metric, per_post_scores
 

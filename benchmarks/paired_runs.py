@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import GROUPED_MEASURES, REPO, machine, paired_gain, run_test_predictions
-from benchmarks.expert_weights import run_splits
+from benchmarks.trained_runs import run_splits, run_summary
 from evaluation import K_VALUES, labels, load_tag_metric, per_post_scores
 from train import TEST_PREDICTIONS
 
@@ -35,7 +35,7 @@ def parse_args(argv=None):
 
 def compare(before: Path, after: Path, metric) -> dict:
     """AFTER's test scores, BEFORE's, and AFTER's gain (``common.paired_gain``) on BEFORE's test split."""
-    test = run_splits(json.loads((before / "train_summary.json").read_text())).test
+    test = run_splits(run_summary(before)).test
     per_post = [per_post_scores(metric, labels(line["predicted"] for line in run_test_predictions(
         folder / TEST_PREDICTIONS, test.data)), test.gold, max(K_VALUES)) for folder in (before, after)]
     scores = [{m: round(100 * statistics.fmean(run[m]), 2) for m in GROUPED_MEASURES} for run in per_post]

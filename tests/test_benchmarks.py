@@ -272,7 +272,7 @@ def test_expert_weights_fits_the_later_weight_on_every_carved_validation_post_wh
     # as train.py --validation_sample_while_training would: the first weight on the run's own 16 posts, the later
     # weight (and its scores) on the whole carved validation
     import train
-    from benchmarks import expert_weights
+    from benchmarks import expert_weights, trained_runs
     from corpora import BUNDLED_CORPUS, DEFAULT_VALIDATION_PERCENTAGE, load_corpus, prepare_splits
     folder, summary = tiny_run(tmp_path, tiny_encoder)
     carved = prepare_splits(load_corpus(None), DEFAULT_VALIDATION_PERCENTAGE)[1]
@@ -284,7 +284,7 @@ def test_expert_weights_fits_the_later_weight_on_every_carved_validation_post_wh
         monkeypatch.setattr(train, name, recording)
     stem = tmp_path / "results" / "expert_weights"
     [row] = expert_weights.main([str(folder), "--dataset", str(BUNDLED_CORPUS), "--results", str(stem)])
-    own = sorted(map(str, expert_weights.run_splits(summary).validation.data["id"]))
+    own = sorted(map(str, trained_runs.run_splits(summary).validation.data["id"]))
     assert read == [("fit_lexical_weight", own), ("fit_later_lexical_weight", sorted(map(str, carved["id"])))]
     assert (row["validation_posts"], row["validation_sample_posts"]) == (len(carved), 16) and len(carved) > 16
     assert row["weight"] == summary["lexical_expert"]["weight"]
@@ -350,6 +350,9 @@ def test_paired_runs_reads_two_runs_post_by_post_and_refuses_runs_scored_on_anot
         paired_runs.main([str(folder), str(perfect), "--results", str(stem)])
     with pytest.raises(SystemExit):
         paired_runs.parse_args([str(folder)])
+    (tmp_path / "unfinished").mkdir()                              # a folder a killed run left: no summary
+    with pytest.raises(SystemExit, match="unfinished: no train_summary.json"):
+        paired_runs.main([str(tmp_path / "unfinished"), str(folder), "--results", str(stem)])
 
 
 def test_expert_features_fits_each_kind_the_same_way_on_the_same_validation_posts(tmp_path, tiny_encoder):
