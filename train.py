@@ -60,6 +60,7 @@ TEST_PREDICTIONS = "eval_predictions.jsonl"
 # The weights of the lexical expert tried on validation ("mix", "prior"; the first step's at every evaluation, the later
 # steps' at the end); 0 is the encoder alone.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 
 def peak_rss_mb() -> dict | None:
@@ -174,10 +175,11 @@ def parse_args(argv=None):
     train.add_argument("--num_warmup_steps", type=int, default=0, help="warmup in steps (instead of --warmup_ratio)")
     train.add_argument("--max_grad_norm", type=float, default=1.0)
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"],
-                       help="autocast for the training steps (default: accelerate's config); the weights stay float32, "
-                       "and the fits after training and the test scores read them in float32. On a CPU with "
-                       "AVX512-BF16, bf16 halves the time of a step")
+    train.add_argument("--mixed_precision", choices=MIXED_PRECISIONS, default="auto",
+                       help="autocast for the training steps; the weights stay float32, and the fits after training "
+                       "and the test scores read them in float32. auto (default): what `accelerate launch` was "
+                       "given, else bf16 where the device computes bfloat16 natively (a CUDA GPU that supports it, a "
+                       "CPU with AVX512-BF16 or AMX: there a step takes about half the time), else no")
     run = p.add_argument_group("run")
     run.add_argument("--output_dir", default="outputs/sog")
     run.add_argument("--checkpointing_steps", help="save a checkpoint every N optimizer steps, or 'epoch'")
@@ -230,13 +232,37 @@ def parse_args(argv=None):
     return args
 
 
-def card_settings(args) -> dict:
-    """What the model card says about how the model was trained: the one place that reads them off the arguments."""
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively. Only there is bf16 autocast faster: elsewhere the casts are
+    emulated and a step can take longer than in float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":   # torch's own probes of the CPU's instruction sets (private, so each may be missing)
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return False
+
+
+def mixed_precision_of(choice: str) -> str:
+    """The autocast a run trains under: ``--mixed_precision`` as given, or for ``auto`` what ``accelerate launch``
+    was given (its environment variable), else bf16 where the training device (CUDA if there is one, as in
+    ``start``) computes it natively, else none."""
+    if choice != "auto":
+        return choice
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return os.environ.get("ACCELERATE_MIXED_PRECISION") or ("bf16" if native_bfloat16(device) else "no")
+
+
+def card_settings(args, mixed_precision: str) -> dict:
+    """What the model card says about how the model was trained: the one place that reads them off the arguments
+    (``mixed_precision``: the autocast the run trained under, ``auto`` resolved)."""
     return {"dataset": args.dataset, "encoder": args.model_name_or_path, "hub_model_id": args.hub_model_id,
-            "training": {k: getattr(args, k) for k in ("scheme", "attention_layout", "max_length", "learning_rate",
-                                                       "head_learning_rate", "lr_scheduler_type", "warmup_ratio",
-                                                       "lexical_mode", "num_train_epochs", "max_train_minutes",
-                                                       "per_device_train_batch_size", "max_train_samples", "seed")}}
+            "training": {**{k: getattr(args, k) for k in ("scheme", "attention_layout", "max_length", "learning_rate",
+                                                          "head_learning_rate", "lr_scheduler_type", "warmup_ratio",
+                                                          "lexical_mode", "num_train_epochs", "max_train_minutes",
+                                                          "per_device_train_batch_size", "max_train_samples",
+                                                          "seed")},
+                         "mixed_precision": mixed_precision}}
 
 
 def splits_of(corpus, args):
@@ -454,7 +480,7 @@ def start(args) -> Run:
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=mixed_precision_of(args.mixed_precision),
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs"),
                                             automatic_checkpoint_naming=True,
@@ -525,7 +551,8 @@ def start(args) -> Run:
     accelerator.print(f"training {args.model.upper()} ({args.scheme}{layout}) on {len(training.table)} posts = "
                       f"{run.instances_per_epoch} instances/epoch in {len(train_data)} {'posts' if packed else 'rows'}, "
                       f"{len(training.vocabulary)} tags, {accelerator.num_processes} process(es) "
-                      f"[{accelerator.distributed_type}], {steps_per_epoch} steps/epoch; validation: {validation_source}"
+                      f"[{accelerator.distributed_type}], autocast {accelerator.mixed_precision}, "
+                      f"{steps_per_epoch} steps/epoch; validation: {validation_source}"
                       f"{sampled_while_training(run)}; "
                       f"test: {len(run.test)} posts")
     return run
@@ -824,13 +851,14 @@ def finish(run: Run, stopped_by: str) -> dict:
                "train_posts": len(run.train.table), "instances_per_epoch": run.instances_per_epoch,
                "instances_seen": run.instances_seen, "epochs_trained": state.epochs_trained,
                "stopped_by": stopped_by, "validation_source": run.validation_source,
+               "mixed_precision": accelerator.mixed_precision,
                "seconds_to_first_step": run.seconds_to_first_step, "startup_peak_rss_mb": run.startup_peak_rss_mb,
                "validation_posts": len(run.validation), "validation_sample_posts": len(run.validation_sample),
                "test_posts": len(run.test)}
     accelerator.print(results_table(summary))
     if accelerator.is_main_process:
         write_hub_folder(chosen, run.tokenizer, output_dir, scores={"validation": validation, "test": test},
-                         settings=card_settings(args), example_posts=run.test.posts[:3])
+                         settings=card_settings(args, accelerator.mixed_precision), example_posts=run.test.posts[:3])
         write_predictions(output_dir / VALIDATION_PREDICTIONS, run.validation, validation_predictions)
         write_predictions(output_dir / TEST_PREDICTIONS, run.test, test_predictions)
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))

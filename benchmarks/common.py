@@ -58,10 +58,10 @@ def add_run_arguments(parser, budget: dict):
 
 
 # How train.py trained before the small-budget recipe (one constant rate for every weight, no warmup or decay, no
-# weight decay, no lexical expert, an evaluation per epoch), pinned: the tables made that way stay reproducible
-# whatever train.py's defaults become. The rows of the paper table and of the SOG ablation run it.
+# weight decay, no lexical expert, an evaluation per epoch, float32 whatever the processor), pinned: the tables made
+# that way stay reproducible whatever train.py's defaults become. The rows of the paper table and of the SOG ablation run it.
 BEFORE_THE_RECIPE = ["--lr_scheduler_type", "constant", "--warmup_ratio", "0", "--weight_decay", "0",
-                     "--lexical_mode", "none", "--evaluations", "0"]
+                     "--lexical_mode", "none", "--evaluations", "0", "--mixed_precision", "no"]
 
 
 def budget_arguments(args, num_train_epochs, recipe=BEFORE_THE_RECIPE) -> list[str]:
@@ -126,7 +126,7 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
             **validation_curve(summary),
             "train_steps": summary["completed_steps"], "train_seconds": round(summary["train_seconds"], 1),
             "epochs_trained": round(summary["epochs_trained"], 3), "train_posts_seen": round(posts_trained),
-            "stopped_by": summary["stopped_by"],
+            "stopped_by": summary["stopped_by"], "mixed_precision": trained_precision(summary),
             "train_posts_per_s": round(posts_trained / max(summary["train_seconds"], 1e-9), 2),
             "generate_posts_per_s": round(summary["test_posts"] / max(summary["test_generate_seconds"], 1e-9), 2),
             "test_expected_calibration_error": round(summary["test_calibration"].get("expected_calibration_error",
@@ -155,6 +155,12 @@ def lexical_columns(expert: dict | None) -> dict:
     return columns
 
 
+def trained_precision(summary: dict) -> str:
+    """The autocast a finished run trained under: recorded since train.py resolved ``--mixed_precision auto``;
+    runs made before that trained under what they were given (nothing given: float32)."""
+    return summary.get("mixed_precision", (summary.get("args") or {}).get("mixed_precision") or "no")
+
+
 def reusable_summary(saved: Path, argv: list) -> dict | None:
     """The summary a finished run left, if it was made with these train.py arguments (compared parsed, as JSON)."""
     if not saved.is_file():
@@ -166,6 +172,9 @@ def reusable_summary(saved: Path, argv: list) -> dict | None:
     defaults = json.loads(json.dumps(vars(train.parse_args([]))))
     if any(current.get(k) != v for k, v in made_with.items()) or \
             any(current[k] != defaults[k] for k in current.keys() - made_with.keys()):
+        return None
+    # --mixed_precision auto resolves by machine (and accelerate launch): the run's own resolution must be today's.
+    if trained_precision(summary) != train.mixed_precision_of(current["mixed_precision"]):
         return None
     print(f"reusing {saved}", flush=True)
     return summary

@@ -17,7 +17,9 @@ SOG's first-step loss (softmax against the uniform gold distribution) instead of
 weighted by target count (its first step then ranks by P(tag in gold), as BR's sigmoids), one seed each; SOG with an
 independent sigmoid per tag at every step (``--step_loss sigmoid``, BR-EF's objective), over every seed; SOG and
 BR-EF with the expert reading words, and SOG with it reading word pieces and words (``--lexical_units``); SOG and
-BR-EF training under bfloat16 autocast (``--mixed_precision bf16``: more steps in the same minutes), over every seed;
+BR-EF training under bfloat16 autocast (``--mixed_precision bf16``: more steps in the same minutes) and in float32
+(``--mixed_precision no``), over every seed (the default rows take ``train.py``'s ``auto``: bf16 where the machine
+computes it natively);
 Omikuji and TF-IDF + LR. Split: the corpus's train/test split, all test posts; validation carved from train by
 group hash (``train.py``'s rule), every carved post. Each neural model trains until ``--max_train_minutes`` of
 training time (the lexical expert's fit included, evaluation excluded) run out; its checkpoint and the expert's
@@ -64,9 +66,13 @@ NEURAL = {  # row name -> (train.py arguments, several seeds?)
     "SOG, expert on word pieces and words (the defaults otherwise)":
         (["--model", "sog", "--lexical_units", "both"], True),
     # Training under bfloat16 autocast (train.py --mixed_precision bf16): on this machine's CPU (AVX512-BF16) a step
-    # takes about half the time, so the same budget holds about twice the steps; the weights stay float32.
+    # takes about half the time, so the same budget holds about twice the steps; the weights stay float32. Since
+    # 2026-12 the default rows take train.py's --mixed_precision auto, which is bf16 on such a CPU (or GPU) and
+    # float32 elsewhere: these rows pin each precision, whatever the machine.
     "SOG, bf16 autocast (the defaults otherwise)": (["--model", "sog", "--mixed_precision", "bf16"], True),
     "BR-EF, bf16 autocast (the same defaults otherwise)": (["--model", "br", "--mixed_precision", "bf16"], True),
+    "SOG, float32 (no autocast; the defaults otherwise)": (["--model", "sog", "--mixed_precision", "no"], True),
+    "BR-EF, float32 (no autocast; the same defaults otherwise)": (["--model", "br", "--mixed_precision", "no"], True),
     "SOG as before (paper layout, no expert)": (["--model", "sog", "--attention_layout", "paper"] + BEFORE, False),
     "BR-EF as before (no expert)": (["--model", "br"] + BEFORE, False),
 }

@@ -375,16 +375,31 @@ def test_expert_features_fits_each_kind_the_same_way_on_the_same_validation_post
     assert "| Omikuji (reference) | - | - |" in stem.with_suffix(".md").read_text()
 
 
+def test_a_run_states_the_precision_it_trained_under_whenever_it_was_made():
+    # what equal_cost's rows record per run, and what reuse compares: "auto" never stands for a precision
+    assert common.trained_precision({"args": {"mixed_precision": "auto"}, "mixed_precision": "bf16"}) == "bf16"
+    assert common.trained_precision({"args": {"mixed_precision": "bf16"}}) == "bf16"   # before train.py recorded it
+    assert common.trained_precision({"args": {"mixed_precision": None}}) == "no"       # before: nothing given, float32
+
+
 def test_a_run_is_reused_only_if_made_with_the_same_arguments(tmp_path):
     import train
     from benchmarks.common import reusable_summary
     argv = ["--model", "sog", "--max_train_minutes", "20", "--output_dir", "x"]
     saved = tmp_path / "train_summary.json"
     args = json.loads(json.dumps(vars(train.parse_args(argv))))
-    saved.write_text(json.dumps({"args": args}))
+    here = train.mixed_precision_of("auto")                        # what --mixed_precision auto is on this machine
+    saved.write_text(json.dumps({"args": args, "mixed_precision": here}))
     assert reusable_summary(saved, argv) is not None
     assert reusable_summary(saved, argv + ["--lexical_units", "words"]) is None
     # an option added after the run was made: reused while it is at its default (the behaviour the run had)
-    saved.write_text(json.dumps({"args": {k: v for k, v in args.items() if k != "lexical_units"}}))
+    saved.write_text(json.dumps({"args": {k: v for k, v in args.items() if k != "lexical_units"},
+                                 "mixed_precision": here}))
     assert reusable_summary(saved, argv) is not None
     assert reusable_summary(saved, argv + ["--lexical_units", "words"]) is None
+    # the same arguments, but auto resolved otherwise where the run was made: not the run these arguments make here
+    saved.write_text(json.dumps({"args": args, "mixed_precision": "bf16" if here == "no" else "no"}))
+    assert reusable_summary(saved, argv) is None
+    # a run from before the resolution was recorded, with bf16 asked for by name: it trained under bf16
+    saved.write_text(json.dumps({"args": {**args, "mixed_precision": "bf16"}}))
+    assert reusable_summary(saved, argv + ["--mixed_precision", "bf16"]) is not None

@@ -76,6 +76,7 @@ def test_two_cpu_processes_run_real_ddp(tmp_path, tiny_encoder):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 process(es) [DistributedType.MULTI_CPU]" in done.stdout + done.stderr
     result = summary(out_dir)
+    assert result["mixed_precision"] == "no"         # --mixed_precision auto takes what accelerate launch was given
     assert result["epochs_trained"] == pytest.approx(1.0)             # each process ran half the posts
     first, second = result["parameter_checksums_per_process"]
     assert first == second                                      # gradients were synchronised
@@ -99,7 +100,7 @@ def test_mixed_precision_scores_the_model_as_saved(tmp_path, tiny_encoder):
     finished(run_train(QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir), "--model", "br",
                                 "--num_train_epochs", "1", "--mixed_precision", "bf16"]))
     args = Namespace(**summary(out_dir)["args"])
-    assert args.mixed_precision == "bf16"
+    assert args.mixed_precision == summary(out_dir)["mixed_precision"] == "bf16"
     test = Split.of("test", train.splits_of(load_corpus(args.dataset, args.data_dir), args)[2])
     written = [json.loads(line) for line in (out_dir / "eval_predictions.jsonl").read_text().splitlines()]
     assert [row["id"] for row in written] == test.data["id"]
@@ -110,6 +111,27 @@ def test_mixed_precision_scores_the_model_as_saved(tmp_path, tiny_encoder):
     assert [[t["label"] for t in tags] for tags in again] == [[t["label"] for t in row["predicted"]] for row in written]
     assert [t["score"] for tags in again for t in tags] == pytest.approx(
         [t["score"] for row in written for t in row["predicted"]], rel=1e-5, abs=1e-6)
+
+
+def test_mixed_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
+    assert train.parse_args(["--output_dir", "x"]).mixed_precision == "auto"
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(train, "native_bfloat16", lambda device: True)
+    assert train.mixed_precision_of("auto") == "bf16"
+    monkeypatch.setattr(train, "native_bfloat16", lambda device: False)
+    assert train.mixed_precision_of("auto") == "no"
+    assert train.mixed_precision_of("bf16") == "bf16"                     # asked for by name: as given
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")              # accelerate launch --mixed_precision fp16
+    assert train.mixed_precision_of("auto") == "fp16"
+
+
+def test_the_bfloat16_probe_reads_this_cpu():
+    # torch's probes are private: were one renamed, auto would quietly train in float32 on a CPU that has bfloat16
+    flags = Path("/proc/cpuinfo")
+    if not flags.is_file():
+        pytest.skip("no /proc/cpuinfo to check the probe against")
+    words = set(flags.read_text().split())
+    assert train.native_bfloat16(torch.device("cpu")) == bool({"avx512_bf16", "amx_bf16", "amx_tile"} & words)
 
 
 def test_output_folder_is_a_hub_repo_with_a_working_handler(tmp_path, tiny_encoder, capsys):
