@@ -57,6 +57,7 @@ COMPLETE_MARKER = "checkpoint_complete"
 BEST_WEIGHTS = "model.safetensors"
 VALIDATION_PREDICTIONS = "validation_predictions.jsonl"
 TEST_PREDICTIONS = "eval_predictions.jsonl"
+TRAIN_SUMMARY = "train_summary.json"   # written last: a folder without it is not a finished run
 # The weights of the lexical expert tried on validation ("mix", "prior"; the first step's at every evaluation, the later
 # steps' at the end); 0 is the encoder alone.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -861,7 +862,7 @@ def finish(run: Run, stopped_by: str) -> dict:
                          settings=card_settings(args, accelerator.mixed_precision), example_posts=run.test.posts[:3])
         write_predictions(output_dir / VALIDATION_PREDICTIONS, run.validation, validation_predictions)
         write_predictions(output_dir / TEST_PREDICTIONS, run.test, test_predictions)
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        (output_dir / TRAIN_SUMMARY).write_text(json.dumps(summary, indent=1))
         if args.push_to_hub:
             push_hub_folder(output_dir, args.hub_model_id, dry_run=args.dry_run)
     return summary

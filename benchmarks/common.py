@@ -59,7 +59,8 @@ def add_run_arguments(parser, budget: dict):
 
 # How train.py trained before the small-budget recipe (one constant rate for every weight, no warmup or decay, no
 # weight decay, no lexical expert, an evaluation per epoch, float32 whatever the processor), pinned: the tables made
-# that way stay reproducible whatever train.py's defaults become. The rows of the paper table and of the SOG ablation run it.
+# that way stay reproducible whatever train.py's defaults become. The rows of the paper table and of the SOG
+# ablation run it.
 BEFORE_THE_RECIPE = ["--lr_scheduler_type", "constant", "--warmup_ratio", "0", "--weight_decay", "0",
                      "--lexical_mode", "none", "--evaluations", "0", "--mixed_precision", "no"]
 
@@ -115,7 +116,7 @@ def run_neural(name: str, extra: list, args, corpus_dir: Path, seed: int, output
     if args.model_name_or_path:
         argv += ["--model_name_or_path", args.model_name_or_path]
     argv += list(extra)
-    summary = reusable_summary(output / "train_summary.json", argv) if getattr(args, "reuse_runs", False) else None
+    summary = reusable_summary(output / train.TRAIN_SUMMARY, argv) if getattr(args, "reuse_runs", False) else None
     if summary is None:
         summary = train.main(argv)
     by_group = test_group_statistics_of_run(output / train.TEST_PREDICTIONS, load_corpus(str(corpus_dir))["test"])

@@ -17,9 +17,6 @@ import train
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, load_corpus, prepare_splits
 from recipe import MODEL_CLASSES
 
-SUMMARY = "train_summary.json"
-
-
 class RunSplits(NamedTuple):
     train: object          # the train split's table
     validation: Split
@@ -29,9 +26,9 @@ class RunSplits(NamedTuple):
 
 def run_summary(folder: Path) -> dict:
     """A run's ``train_summary.json``, refused with the folder named when it is missing (not a finished run)."""
-    path = Path(folder) / SUMMARY
+    path = Path(folder) / train.TRAIN_SUMMARY
     if not path.is_file():
-        raise SystemExit(f"{folder}: no {SUMMARY}: not a finished train.py output folder (a run writes it last)")
+        raise SystemExit(f"{folder}: no {train.TRAIN_SUMMARY}: not a finished train.py output folder (a run writes it last)")
     return json.loads(path.read_text())
 
 
