@@ -369,9 +369,29 @@ def write_results(stem: Path, settings: dict, rows: list[dict], columns, update:
     swapped into the file already there (``merged_results``). Returns the rows written."""
     if update and stem.with_suffix(".json").is_file():
         settings, rows = merged_results(stem.with_suffix(".json"), settings, rows)
+    save_results(stem, {"settings": settings, "rows": rows}, markdown(rows, settings, columns))
+    return rows
+
+
+def save_results(stem: Path, record: dict, table: str) -> str:
+    """A benchmark's results: ``record`` as ``stem``.json, ``table`` (Markdown) as ``stem``.md; returns the table."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
-    stem.with_suffix(".md").write_text(markdown(rows, settings, columns))
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    stem.with_suffix(".md").write_text(table)
+    return table
+
+
+def score_runs(folders, score_run, stem: Path, table, record=lambda rows: {"rows": rows}) -> list[dict]:
+    """The rows of trained runs scored one by one (``score_run(folder)``: that folder's rows), each printed, the
+    results saved after every folder (``save_results`` of ``record(rows)`` and ``table(rows)``) so that a killed
+    sitting keeps what it scored; the table printed last."""
+    rows = []
+    for folder in folders:
+        for row in score_run(Path(folder)):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        written = save_results(stem, record(rows), table(rows))
+    print("\n" + written)
     return rows
 
 

@@ -27,13 +27,12 @@ test are the posts it was trained and scored with; the test errors count the pos
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from accelerate import Accelerator
 
 import train
-from benchmarks.common import (REPO, machine, paired_gain, percent_row, run_test_predictions,
+from benchmarks.common import (REPO, machine, paired_gain, percent_row, run_test_predictions, score_runs,
                                test_group_statistics)
 from benchmarks.trained_runs import (RunSplits, carved_validation, corpus_name, ids_within, load_run, run_args,
                                      run_splits)
@@ -155,17 +154,9 @@ def markdown(rows: list[dict]) -> str:
 def main(argv=None):
     args = parse_args(argv)
     accelerator, metric = Accelerator(cpu=True), load_tag_metric()
-    rows = []
-    stem = Path(args.results)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     carved = carved_validation(args.dataset, args.data_dir) if args.dataset else None
-    for folder in args.runs:
-        rows.append(refit(Path(folder), accelerator, metric, args.batch_size, carved, args.lexical_units))
-        print(json.dumps(rows[-1]), flush=True)
-        stem.with_suffix(".json").write_text(json.dumps({"rows": rows}, indent=1))
-        stem.with_suffix(".md").write_text(markdown(rows))
-    print("\n" + stem.with_suffix(".md").read_text())
-    return rows
+    return score_runs(args.runs, lambda folder: [refit(folder, accelerator, metric, args.batch_size, carved,
+                                                       args.lexical_units)], Path(args.results), markdown)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,12 @@ the sampled splits); a run whose validation posts are not all in that corpus's c
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from accelerate import Accelerator
 
 import train
-from benchmarks.common import REPO, machine
+from benchmarks.common import REPO, machine, score_runs
 from benchmarks.trained_runs import carved_validation, corpus_name, ids_within, load_run, run_splits
 from corpora import Split
 from evaluation import K_VALUES, generate_and_score, labels, load_tag_metric, per_post_scores
@@ -115,16 +114,9 @@ def main(argv=None):
         raise SystemExit(f"--weights must be 0 or above, got {min(weights):g}")
     accelerator, metric = Accelerator(cpu=True), load_tag_metric()
     carved = carved_validation(args.dataset, args.data_dir)
-    stem = Path(args.results)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for folder in args.runs:
-        rows.append(score_run(Path(folder), carved, weights, accelerator, metric, args.batch_size))
-        print(json.dumps(rows[-1]), flush=True)
-        stem.with_suffix(".json").write_text(json.dumps({"weights": weights, "rows": rows}, indent=1))
-        stem.with_suffix(".md").write_text(markdown(rows, weights))
-    print("\n" + stem.with_suffix(".md").read_text())
-    return rows
+    return score_runs(args.runs, lambda folder: [score_run(folder, carved, weights, accelerator, metric,
+                                                           args.batch_size)], Path(args.results),
+                      lambda rows: markdown(rows, weights), lambda rows: {"weights": weights, "rows": rows})
 
 
 if __name__ == "__main__":

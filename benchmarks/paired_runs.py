@@ -13,11 +13,10 @@ and nothing is scored again: a pair costs the reading of its corpus.
 """
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
-from benchmarks.common import GROUPED_MEASURES, REPO, machine, paired_gain, run_test_predictions
+from benchmarks.common import GROUPED_MEASURES, REPO, machine, paired_gain, run_test_predictions, save_results
 from benchmarks.trained_runs import run_splits, run_summary
 from evaluation import K_VALUES, labels, load_tag_metric, per_post_scores
 from train import TEST_PREDICTIONS
@@ -62,12 +61,9 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    metric, stem = load_tag_metric(), Path(args.results)
+    metric = load_tag_metric()
     rows = [compare(Path(before), Path(after), metric) for before, after in zip(args.runs[::2], args.runs[1::2])]
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"rows": rows}, indent=1))
-    stem.with_suffix(".md").write_text(markdown(rows))
-    print(stem.with_suffix(".md").read_text())
+    print(save_results(Path(args.results), {"rows": rows}, markdown(rows)))
     return rows
 
 

@@ -45,15 +45,21 @@ def run_splits(summary: dict) -> RunSplits:
     return RunSplits(train_split, validation, train.validation_sample(validation, args), Split.of("test", test))
 
 
-def load_run(folder: Path):
-    """A trained run's summary, model (this checkout's code, not the folder's) and tokenizer; refused unless its
-    expert is frozen (mix, prior): a jointly trained expert, or none, has no weight to choose."""
+def load_trained(folder: Path):
+    """A trained run's summary, model (this checkout's code, not the folder's) and tokenizer."""
     summary = run_summary(folder)
     model = MODEL_CLASSES[summary["args"]["model"]].from_pretrained(folder).eval()
+    return summary, model, AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+
+
+def load_run(folder: Path):
+    """``load_trained``, refused unless the run's expert is frozen (mix, prior): a jointly trained expert, or none,
+    has no weight to choose."""
+    summary, model, tokenizer = load_trained(folder)
     if model.lexical is None or model.config.lexical_mode == "joint":
         raise SystemExit(f"{folder}: lexical_mode {model.config.lexical_mode!r}: only a frozen expert (mix, prior) "
                          "has a weight to fit or score")
-    return summary, model, AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    return summary, model, tokenizer
 
 
 def corpus_name(saved: dict) -> str:
