@@ -26,6 +26,13 @@ def per_post_scores(metric, predictions, references, k: int) -> dict:
     return {"P@1": hits[:, 0].astype(float).tolist(), f"R@{k}": (hits.sum(axis=1) / gold_sizes).tolist()}
 
 
+def hits_by_position(metric, predictions, references, k: int) -> list[float]:
+    """The share of posts (in percent) whose ``r``-th generated tag is gold, for ``r`` = 1..``k``, by the metric
+    module's own hits: where in a post's tags two models' R@``k`` parts."""
+    hits, _ = sys.modules[type(metric).__module__].hit_matrix(predictions, references, k)
+    return (100 * hits.mean(axis=0)).tolist()
+
+
 def clustered_standard_error(values: list[float], groups: list[str]) -> float:
     """The standard error (in points) of the mean of per-post ``values`` (fractions) when posts were drawn in
     ``groups``: the cluster-robust estimate, sqrt(G / (G - 1) * sum over groups of (the group's summed deviation

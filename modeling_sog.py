@@ -649,7 +649,10 @@ class SetDecoder:
 
 class TagGenerationMixin:
     """``generate_tags`` for every tag model, as transformers' ``GenerationMixin`` gives ``generate``. A model
-    says how it picks tags in ``choose_tags(contexts, tokenizer, decoder, use_cache, offsets)``."""
+    says how it picks tags in ``choose_tags(contexts, tokenizer, decoder, use_cache, offsets)``; the decoder it is
+    handed is a ``tag_set_decoder`` (a ``SetDecoder``; a benchmark may hand another that decodes otherwise)."""
+
+    tag_set_decoder = SetDecoder
 
     @torch.no_grad()
     def generate_tags(self, posts, tokenizer, num_tags: int | None = None, threshold: float | None = None,
@@ -687,7 +690,7 @@ class TagGenerationMixin:
                                  f"{len(empty)} empty post(s) in all")
         skipped = set(empty) if empty_posts == "none" else set()
         todo = [i for i in range(len(fields)) if i not in skipped]
-        decoder = SetDecoder(num_tags, threshold, self.config.score_calibration)
+        decoder = self.tag_set_decoder(num_tags, threshold, self.config.score_calibration)
         was_training = self.training
         self.eval()  # dropout would make generation random
         try:

@@ -355,6 +355,40 @@ def test_paired_runs_reads_two_runs_post_by_post_and_refuses_runs_scored_on_anot
         paired_runs.main([str(tmp_path / "unfinished"), str(folder), "--results", str(stem)])
 
 
+def test_first_step_ranking_ranks_by_the_first_step_alone_and_reads_hits_by_position(tmp_path, tiny_encoder):
+    from benchmarks import first_step_ranking
+    from benchmarks.trained_runs import load_trained, run_splits
+    folder, summary = tiny_run(tmp_path, tiny_encoder)
+    stem = tmp_path / "results" / "first_step"
+    greedy, first = first_step_ranking.main([str(folder), "--results", str(stem)])
+    assert (greedy["decoding"], first["decoding"]) == ("greedy, step by step", "first step's ranking")
+    # the run's own decoding scores what the run scored; position 1's hit rate is P@1
+    assert greedy["test"]["P@1"] == pytest.approx(common.percent_row(summary["test"])["P@1"], abs=0.01)
+    assert greedy["test"]["R@5"] == pytest.approx(common.percent_row(summary["test"])["R@5"], abs=0.01)
+    for row in (greedy, first):
+        assert row["test"]["hits_by_position"][0] == pytest.approx(row["test"]["P@1"], abs=0.01)
+    for split in ("validation", "test"):               # greedy's gain, post by post, is the rows' difference
+        gain = first[split]["greedy_gain"]
+        assert gain["P@1"] == 0 and gain["R@5"] == pytest.approx(greedy[split]["R@5"] - first[split]["R@5"], abs=0.02)
+        assert "greedy_gain" not in greedy[split]
+    # both decodings share the first step, so the first tag; over every tag, the ranking's probabilities are one
+    # softmax's (decreasing, summing to 1), where greedy's each come from a step of their own (its last one is 1)
+    _, model, tokenizer = load_trained(folder)
+    posts, every = run_splits(summary).test.posts, model.config.num_tags
+    stepwise = model.generate_tags(posts, tokenizer, num_tags=every)
+    model.tag_set_decoder = first_step_ranking.FirstStepRanking
+    ranked = model.generate_tags(posts, tokenizer, num_tags=every)
+    assert [p[0]["label"] for p in ranked] == [p[0]["label"] for p in stepwise]
+    assert [p[0]["step_probability"] for p in ranked] == pytest.approx([p[0]["step_probability"] for p in stepwise])
+    for tags in ranked:
+        probabilities = [tag["step_probability"] for tag in tags]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1, abs=1e-4)
+    assert all(tags[-1]["step_probability"] == pytest.approx(1) for tags in stepwise)
+    assert [[t["label"] for t in tags[:5]] for tags in ranked] == [
+        [t["label"] for t in tags] for tags in model.generate_tags(posts, tokenizer, num_tags=5)]
+    assert "| first step's ranking |" in stem.with_suffix(".md").read_text()
+
+
 def test_expert_features_fits_each_kind_the_same_way_on_the_same_validation_posts(tmp_path, tiny_encoder):
     from benchmarks import expert_features
     from corpora import BUNDLED_CORPUS

@@ -21,7 +21,7 @@ FLOORS = {
                      "benchmarks.equal_cost", "benchmarks.paper_table", "benchmarks.sog_ablation",
                      "benchmarks.metric_speed", "benchmarks.recipe_ablation", "benchmarks.scale",
                      "benchmarks.expert_weights", "benchmarks.held_out_weights", "benchmarks.expert_features",
-                     "benchmarks.paired_runs", "benchmarks.trained_runs",
+                     "benchmarks.paired_runs", "benchmarks.trained_runs", "benchmarks.first_step_ranking",
                      "docs.space_screenshot"],
 }
 FLOOR_OF = {module: index for index, modules in enumerate(FLOORS.values()) for module in modules}
