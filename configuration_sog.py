@@ -57,6 +57,11 @@ class SOGConfig(BertConfig):
         weight_loss_by_target_count (`bool`, *optional*, defaults to `False`):
             Training only, ``step_loss="softmax"``: weight each 1-to-M instance's KL loss by its number of target
             tags. The paper's unweighted loss ranks a post's first tag for R@1; the weighted one ranks it for P@1.
+        first_step_sigmoid_weight (`float`, *optional*, defaults to `0.0`):
+            Training only, SOG with ``step_loss="softmax"`` and ``scheme="1-to-M"``: each first-step instance (no tag
+            given) adds this weight times BR's objective to its softmax loss: the binary cross-entropy of every tag's
+            sigmoid against whether it is gold, summed over the tags. It trains the first step, the one that chooses
+            the top tag, on the ranking objective that ranks it best in BR-EF, and leaves the later steps as they are.
         ranking_loss (`str`, *optional*, defaults to `"sigmoid"`):
             Ranking models (BR) only: ``"sigmoid"`` (independent binary cross-entropy per tag) or
             ``"softmax"`` (the paper's BR: cross-entropy of a softmax over tags against the uniform
@@ -119,6 +124,7 @@ class SOGConfig(BertConfig):
     tag_head_transform: bool = True
     step_loss: str = "softmax"
     weight_loss_by_target_count: bool = False
+    first_step_sigmoid_weight: float = 0.0
     ranking_loss: str = "sigmoid"
     lexical_mode: str | None = None
     lexical_weight: float = 1.0
@@ -150,6 +156,12 @@ class SOGConfig(BertConfig):
         if self.weight_loss_by_target_count and self.step_loss != "softmax":
             raise ValueError("SOGConfig.weight_loss_by_target_count weights the softmax step loss; with "
                              f"step_loss={self.step_loss!r} every target tag is already a positive of its own")
+        if self.first_step_sigmoid_weight < 0:
+            raise ValueError(f"SOGConfig.first_step_sigmoid_weight must be >= 0, got {self.first_step_sigmoid_weight}")
+        if self.first_step_sigmoid_weight and (self.step_loss != "softmax" or self.scheme != "1-to-M"):
+            raise ValueError("SOGConfig.first_step_sigmoid_weight adds BR's objective to the first step of the softmax "
+                             "step loss under scheme='1-to-M' (the first instance's labels are then the gold set); got "
+                             f"step_loss={self.step_loss!r}, scheme={self.scheme!r}")
         if self.lexical_mode is not None and self.lexical_mode not in LEXICAL_MODES:
             raise ValueError(f"SOGConfig.lexical_mode must be None or one of {LEXICAL_MODES}, got {self.lexical_mode!r}")
         words = self.lexical_words

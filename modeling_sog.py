@@ -118,6 +118,15 @@ def sigmoid_set_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return F.binary_cross_entropy_with_logits(logits.float(), target)
 
 
+def first_step_sigmoid_loss(logits: torch.Tensor, labels: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """BR's objective on the ``first`` instances (``[masks]`` bool: those given no tag): the binary cross-entropy of
+    every tag's sigmoid against whether it is a target, summed over the tags and over those instances, divided by
+    the number of all instances, so that each first-step instance adds it to its own share of a batch-mean loss."""
+    target = (label_weights(logits, labels) > 0).float()
+    summed = F.binary_cross_entropy_with_logits(logits.float()[first], target[first], reduction="sum")
+    return summed / logits.size(0)
+
+
 def tag_loss(logits: torch.Tensor, labels: torch.Tensor, scoring: str, weight_by_target_count: bool = False):
     """The loss of a model whose tag probabilities are ``scoring`` (``"softmax"``: ``kl_to_target_loss``;
     ``"sigmoid"``: ``sigmoid_set_loss``, where every target tag is a positive whatever their number)."""
@@ -159,6 +168,16 @@ def prior_output_bias(post_tag_ids, num_tags: int, scoring: str) -> torch.Tensor
 
 
 # ----- post-to-units encoding ------------------------------------------------------------------------------
+def tags_given(kinds: torch.Tensor, unit_steps: torch.Tensor | None = None) -> torch.Tensor:
+    """``[masks]``, in row order as the logits: how many tags each ``[MASK]`` is given, the tags of its row from a
+    step before its own (``unit_steps``, packed rows), or every tag of its row (one instance per row)."""
+    if unit_steps is None:
+        unit_steps = (kinds == UNIT_MASK).long()
+    earlier = unit_steps.unsqueeze(1) < unit_steps.unsqueeze(-1)                      # [b, query, key]
+    given = ((kinds == UNIT_TAG).unsqueeze(1) & earlier).sum(-1)                       # [b, query]
+    return given[kinds == UNIT_MASK]
+
+
 class PostUnits:
     """A post's fields -> the unit ids of its context: markers before non-empty fields, the text last.
 
@@ -1066,10 +1085,18 @@ class SOGForTagGeneration(SOGTagModel):
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = self.tag_head(outputs.last_hidden_state[kinds == UNIT_MASK], self.tag_embeddings.weight)
         logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
-        loss = None if labels is None else tag_loss(logits, labels, self.tag_scoring,
-                                                    self.config.weight_loss_by_target_count)
+        loss = None if labels is None else self.training_loss(logits, labels, kinds, unit_steps)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
+
+    def training_loss(self, logits, labels, kinds, unit_steps=None) -> torch.Tensor:
+        """The step loss of every ``[MASK]``, plus ``config.first_step_sigmoid_weight`` times BR's objective on those
+        given no tag (``first_step_sigmoid_loss``)."""
+        loss = tag_loss(logits, labels, self.tag_scoring, self.config.weight_loss_by_target_count)
+        weight = self.config.first_step_sigmoid_weight
+        if weight:
+            loss = loss + weight * first_step_sigmoid_loss(logits, labels, tags_given(kinds, unit_steps) == 0)
+        return loss
 
     # ----- generation -------------------------------------------------------------------------------
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,

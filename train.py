@@ -165,6 +165,10 @@ def parse_args(argv=None):
     train.add_argument("--loss_weighting", choices=["instance", "target_count"], default="instance",
                        help="generators: every instance weighs the same in the loss (the paper), or in proportion "
                        "to its number of target tags (ranks the first tag for P@1 instead of R@1)")
+    train.add_argument("--first_step_sigmoid_weight", type=float, default=0.0,
+                       help="sog: add this weight times BR's objective (each tag's sigmoid against whether it is gold, "
+                       "summed over the tags) to the loss of every first-step instance (no tag given), the one that "
+                       "chooses the top tag; 0: the paper's loss alone")
     train.add_argument("--instances_per_post", choices=["all", "one"], default="all",
                        help="generators (sog, ar): every instance of a post per epoch (the paper), or one drawn "
                        "at random (an epoch then costs what a ranking epoch costs)")
@@ -207,6 +211,10 @@ def parse_args(argv=None):
     if args.step_loss != "softmax" and args.loss_weighting != "instance":
         p.error("--loss_weighting target_count weights the softmax step loss; with --step_loss sigmoid every target "
                 "tag is already a positive of its own")
+    if args.first_step_sigmoid_weight and (args.model != "sog" or args.step_loss != "softmax"
+                                           or args.scheme != "1-to-M"):
+        p.error("--first_step_sigmoid_weight adds BR's objective to the first step of --model sog's softmax step loss "
+                f"under --scheme 1-to-M, not --model {args.model} --step_loss {args.step_loss} --scheme {args.scheme}")
     if args.model != "sog" and args.attention_layout not in (None, "paper"):
         p.error(f"--attention_layout {args.attention_layout} applies to --model sog only (the baselines' encoders "
                 "never read tags)")
@@ -216,6 +224,8 @@ def parse_args(argv=None):
                  "lexical_learning_rate", "validation_sample_while_training", "lexical_max_words"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
+    if args.first_step_sigmoid_weight < 0:
+        p.error("--first_step_sigmoid_weight must be 0 (off) or more")
     if args.evaluations is not None and args.evaluations < 0:
         p.error("--evaluations must be 0 (at every epoch end) or more")
     if args.eval_steps and args.evaluations:
@@ -505,6 +515,7 @@ def start(args) -> Run:
                         max_input_length=args.max_length, num_tags_to_generate=args.num_tags,
                         tag_head_transform=args.tag_head == "transform",
                         weight_loss_by_target_count=args.loss_weighting == "target_count",
+                        first_step_sigmoid_weight=args.first_step_sigmoid_weight,
                         lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode,
                         lexical_units="pieces" if words is None else args.lexical_units, lexical_words=words)
     training = TrainingData.encode(args, accelerator, model, tokenizer, train_split, vocabulary)

@@ -172,6 +172,11 @@ def test_config_rejects_bad_fields():
         SOGConfig(step_loss="hinge")
     with pytest.raises(ValueError, match="weight_loss_by_target_count weights the softmax"):
         SOGConfig(step_loss="sigmoid", weight_loss_by_target_count=True)
+    with pytest.raises(ValueError, match="first_step_sigmoid_weight must be >= 0"):
+        SOGConfig(first_step_sigmoid_weight=-0.5)
+    for other in (dict(step_loss="sigmoid"), dict(scheme="1-to-1")):
+        with pytest.raises(ValueError, match="first_step_sigmoid_weight adds BR's objective"):
+            SOGConfig(first_step_sigmoid_weight=1.0, **other)
 
 
 def test_the_sigmoid_step_loss_is_each_tags_cross_entropy_against_being_a_target(tokenizer):

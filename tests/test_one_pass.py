@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modeling_ar import ARForTagGeneration
-from modeling_sog import UNIT_CONTEXT, UNIT_MASK, UNIT_TAG, SOGForTagGeneration
+from modeling_sog import UNIT_CONTEXT, UNIT_MASK, UNIT_TAG, SOGForTagGeneration, kl_to_target_loss, tags_given
 from tests.helpers import TAGS, labels_of, tiny_config, tiny_sog
 from training_instances import InstanceCollator, epoch_instances
 
@@ -72,9 +72,11 @@ def packed_and_unpacked(model, tokenizer, scheme="1-to-M"):
     return collate(groups), collate([inst for group in groups for inst in group])
 
 
-@pytest.mark.parametrize("scheme,weighted", [("1-to-M", False), ("1-to-1", False), ("1-to-M", True)])
-def test_a_packed_batch_gives_the_loss_and_gradients_of_the_same_instances_unpacked(tokenizer, scheme, weighted):
-    model = one_pass(weight_loss_by_target_count=weighted)
+@pytest.mark.parametrize("scheme,weighted,first_step", [("1-to-M", False, 0.0), ("1-to-1", False, 0.0),
+                                                      ("1-to-M", True, 0.0), ("1-to-M", False, 1.0)])
+def test_a_packed_batch_gives_the_loss_and_gradients_of_the_same_instances_unpacked(tokenizer, scheme, weighted,
+                                                                                    first_step):
+    model = one_pass(weight_loss_by_target_count=weighted, first_step_sigmoid_weight=first_step)
     packed, unpacked = packed_and_unpacked(model, tokenizer, scheme)
     assert packed["input_ids"].size(0) == 4 and unpacked["input_ids"].size(0) == 10
     gradients = []
@@ -201,3 +203,27 @@ def test_ar_packs_a_post_into_one_teacher_forced_pass_and_caches_its_encoder(tok
     for x, y in zip(cached, uncached):
         assert [t["score"] for t in x] == pytest.approx([t["score"] for t in y], abs=1e-5)
     assert sorted(labels_of(model.generate_tags(["x"], tokenizer, num_tags=20)[0])) == sorted(TAGS)
+
+
+def test_the_first_step_sigmoid_loss_is_added_to_the_instances_given_no_tag_only(tokenizer):
+    """Packed: post 0 holds instances given 0, 1 and 2 tags, post 1 given 0 and 1; the first-step instances are
+    masks 0 and 3 of 5. Their BR objective (summed over the tags) is added, divided by all 5 instances."""
+    weight = 0.7
+    model = one_pass(first_step_sigmoid_weight=weight)
+    contexts = model.encode_contexts(POSTS[:2], tokenizer)
+    batch = model.build_packed_inputs(contexts, [[3, 1, 5], [2, 4]], [[0, 1, 2], [0, 1]], tokenizer)
+    labels = torch.zeros(5, model.config.num_tags)
+    for row, (gold, given) in enumerate([([3, 1, 5], 0), ([3, 1, 5], 1), ([3, 1, 5], 2), ([2, 4], 0), ([2, 4], 1)]):
+        labels[row, gold[given:]] = 1
+    out = model(**batch, labels=labels)
+    gold_sets = torch.zeros_like(labels)
+    gold_sets[0, [3, 1, 5]] = gold_sets[3, [2, 4]] = 1
+    first = out.logits[[0, 3]]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(first, gold_sets[[0, 3]], reduction="sum") / 5
+    assert out.loss.item() == pytest.approx(kl_to_target_loss(out.logits, labels).item() + weight * bce.item(),
+                                            rel=1e-5)
+    assert tags_given(model.units.kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]),
+                      batch["unit_steps"]).tolist() == [0, 1, 2, 0, 1]
+    unpacked = model.build_inputs(contexts * 2, [[], [3], [], [2, 4]], tokenizer)
+    kinds = model.units.kinds(unpacked["input_ids"], unpacked["token_type_ids"], unpacked["attention_mask"])
+    assert tags_given(kinds).tolist() == [0, 1, 0, 2]

@@ -206,6 +206,14 @@ def test_generator_only_options_are_refused_for_ranking_models(capsys):
         train.parse_args(["--step_loss", "sigmoid", "--loss_weighting", "target_count"])
     assert "weights the softmax step loss" in capsys.readouterr().err
     assert train.parse_args(["--model", "sog", "--step_loss", "sigmoid"]).step_loss == "sigmoid"
+    for refused in (["--model", "ar"], ["--model", "br"], ["--step_loss", "sigmoid"], ["--scheme", "1-to-1"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(refused + ["--first_step_sigmoid_weight", "1"])
+        assert "--first_step_sigmoid_weight adds BR's objective" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args(["--first_step_sigmoid_weight", "-1"])
+    assert "--first_step_sigmoid_weight must be 0 (off) or more" in capsys.readouterr().err
+    assert train.parse_args(["--first_step_sigmoid_weight", "0.5"]).first_step_sigmoid_weight == 0.5
 
 
 def test_local_corpus_folders_are_read_afresh(tmp_path):
