@@ -19,17 +19,23 @@ def load_tag_metric():
     return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
 
 
+def metric_hits(metric, predictions, references, k: int):
+    """The metric module's own ``hit_matrix`` (so a hit means what it means in ``score``): ``[posts, k]`` hits and
+    each post's gold set size."""
+    return sys.modules[type(metric).__module__].hit_matrix(predictions, references, k)
+
+
 def per_post_scores(metric, predictions, references, k: int) -> dict:
-    """Each post's P@1 (0 or 1) and R@``k``, by the metric module's own hits (so a hit means what it means in
-    ``score``): what the scores average, for error bars that need the posts one by one."""
-    hits, gold_sizes = sys.modules[type(metric).__module__].hit_matrix(predictions, references, k)
+    """Each post's P@1 (0 or 1) and R@``k``, by the metric module's own hits: what the scores average, for error
+    bars that need the posts one by one."""
+    hits, gold_sizes = metric_hits(metric, predictions, references, k)
     return {"P@1": hits[:, 0].astype(float).tolist(), f"R@{k}": (hits.sum(axis=1) / gold_sizes).tolist()}
 
 
 def hits_by_position(metric, predictions, references, k: int) -> list[float]:
     """The share of posts (in percent) whose ``r``-th generated tag is gold, for ``r`` = 1..``k``, by the metric
     module's own hits: where in a post's tags two models' R@``k`` parts."""
-    hits, _ = sys.modules[type(metric).__module__].hit_matrix(predictions, references, k)
+    hits, _ = metric_hits(metric, predictions, references, k)
     return (100 * hits.mean(axis=0)).tolist()
 
 

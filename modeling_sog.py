@@ -168,16 +168,6 @@ def prior_output_bias(post_tag_ids, num_tags: int, scoring: str) -> torch.Tensor
 
 
 # ----- post-to-units encoding ------------------------------------------------------------------------------
-def tags_given(kinds: torch.Tensor, unit_steps: torch.Tensor | None = None) -> torch.Tensor:
-    """``[masks]``, in row order as the logits: how many tags each ``[MASK]`` is given, the tags of its row from a
-    step before its own (``unit_steps``, packed rows), or every tag of its row (one instance per row)."""
-    if unit_steps is None:
-        unit_steps = (kinds == UNIT_MASK).long()
-    earlier = unit_steps.unsqueeze(1) < unit_steps.unsqueeze(-1)                      # [b, query, key]
-    given = ((kinds == UNIT_TAG).unsqueeze(1) & earlier).sum(-1)                       # [b, query]
-    return given[kinds == UNIT_MASK]
-
-
 class PostUnits:
     """A post's fields -> the unit ids of its context: markers before non-empty fields, the text last.
 
@@ -503,6 +493,10 @@ class InputLayout:
     def encoder_attention_mask(self, kinds, unit_steps, dtype) -> torch.Tensor:
         raise NotImplementedError
 
+    def tags_given(self, kinds, unit_steps=None) -> torch.Tensor:
+        """``[masks]``, in row order as the logits: how many tags each ``[MASK]`` reads."""
+        raise NotImplementedError
+
     def assemble_rows(self, contexts, tails, tokenizer, tail_steps=None) -> dict:
         """Pad ``[CLS] context [SEP] tail`` rows into tensors of shape ``[rows, width]`` (``width``: the longest
         row): ``input_ids``, ``attention_mask``, ``token_type_ids`` (1 on the tail) and, with ``tail_steps``,
@@ -547,6 +541,9 @@ class PaperLayout(InputLayout):
     def encoder_attention_mask(self, kinds, unit_steps, dtype):
         return (kinds != UNIT_PAD).long()  # 2-D: BERT builds its usual padding mask
 
+    def tags_given(self, kinds, unit_steps=None):
+        return (kinds == UNIT_TAG).sum(-1, keepdim=True).expand_as(kinds)[kinds == UNIT_MASK]   # every tag of its row
+
 
 class OnePassLayout(InputLayout):
     """Context units see the context only; a given tag sees the context and itself; a ``[MASK]`` sees the
@@ -578,11 +575,19 @@ class OnePassLayout(InputLayout):
                  & (key_steps.unsqueeze(1) < query_steps.unsqueeze(-1)))                            # [b, q, k]
         return context | itself | given
 
-    def encoder_attention_mask(self, kinds, unit_steps, dtype):
+    def sees(self, kinds, unit_steps) -> torch.Tensor:
+        """``[batch, unit, unit]``: ``visibility`` with every unit as a query."""
         if unit_steps is None:  # one instance per row: its [MASK] sees every tag
             unit_steps = (kinds == UNIT_MASK).long()
         every_unit = torch.arange(kinds.size(1), device=kinds.device).expand_as(kinds)
-        return additive_mask(self.visibility(kinds, unit_steps, every_unit), dtype)
+        return self.visibility(kinds, unit_steps, every_unit)
+
+    def encoder_attention_mask(self, kinds, unit_steps, dtype):
+        return additive_mask(self.sees(kinds, unit_steps), dtype)
+
+    def tags_given(self, kinds, unit_steps=None):
+        # the tags a [MASK] attends to: the count follows the attention rule itself
+        return (self.sees(kinds, unit_steps) & (kinds == UNIT_TAG).unsqueeze(1)).sum(-1)[kinds == UNIT_MASK]
 
 
 LAYOUTS = {layout.name: layout for layout in (PaperLayout, OnePassLayout)}
@@ -1095,7 +1100,8 @@ class SOGForTagGeneration(SOGTagModel):
         loss = tag_loss(logits, labels, self.tag_scoring, self.config.weight_loss_by_target_count)
         weight = self.config.first_step_sigmoid_weight
         if weight:
-            loss = loss + weight * first_step_sigmoid_loss(logits, labels, tags_given(kinds, unit_steps) == 0)
+            first = self.layout.tags_given(kinds, unit_steps) == 0
+            loss = loss + weight * first_step_sigmoid_loss(logits, labels, first)
         return loss
 
     # ----- generation -------------------------------------------------------------------------------

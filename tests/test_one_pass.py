@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modeling_ar import ARForTagGeneration
-from modeling_sog import UNIT_CONTEXT, UNIT_MASK, UNIT_TAG, SOGForTagGeneration, kl_to_target_loss, tags_given
+from modeling_sog import UNIT_CONTEXT, UNIT_MASK, UNIT_TAG, SOGForTagGeneration, kl_to_target_loss
 from tests.helpers import TAGS, labels_of, tiny_config, tiny_sog
 from training_instances import InstanceCollator, epoch_instances
 
@@ -222,8 +222,12 @@ def test_the_first_step_sigmoid_loss_is_added_to_the_instances_given_no_tag_only
     bce = torch.nn.functional.binary_cross_entropy_with_logits(first, gold_sets[[0, 3]], reduction="sum") / 5
     assert out.loss.item() == pytest.approx(kl_to_target_loss(out.logits, labels).item() + weight * bce.item(),
                                             rel=1e-5)
-    assert tags_given(model.units.kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]),
-                      batch["unit_steps"]).tolist() == [0, 1, 2, 0, 1]
+    kinds = model.units.kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    assert model.layout.tags_given(kinds, batch["unit_steps"]).tolist() == [0, 1, 2, 0, 1]
     unpacked = model.build_inputs(contexts * 2, [[], [3], [], [2, 4]], tokenizer)
     kinds = model.units.kinds(unpacked["input_ids"], unpacked["token_type_ids"], unpacked["attention_mask"])
-    assert tags_given(kinds).tolist() == [0, 1, 0, 2]
+    assert model.layout.tags_given(kinds).tolist() == [0, 1, 0, 2]
+    paper = tiny_sog(attention_layout="paper")
+    rows = paper.build_inputs(paper.encode_contexts(POSTS[:2] * 2, tokenizer), [[], [3], [], [2, 4]], tokenizer)
+    kinds = paper.units.kinds(rows["input_ids"], rows["token_type_ids"], rows["attention_mask"])
+    assert paper.layout.tags_given(kinds).tolist() == [0, 1, 0, 2]
