@@ -62,6 +62,11 @@ class SOGConfig(BertConfig):
             given) adds this weight times BR's objective to its softmax loss: the binary cross-entropy of every tag's
             sigmoid against whether it is gold, summed over the tags. It trains the first step, the one that chooses
             the top tag, on the ranking objective that ranks it best in BR-EF, and leaves the later steps as they are.
+        first_tag_head (`bool`, *optional*, defaults to `False`):
+            SOG under ``scheme="1-to-M"``: a second head on the ``[MASK]`` given no tag, BR-EF's (an independent
+            sigmoid per tag from a linear map of the state, trained with binary cross-entropy against the gold set,
+            summed over the tags), chooses a post's first tag; the step loss and the tag head still train every
+            ``[MASK]``, and choose every later tag. The first tag's ``step_probability`` is then its sigmoid.
         ranking_loss (`str`, *optional*, defaults to `"sigmoid"`):
             Ranking models (BR) only: ``"sigmoid"`` (independent binary cross-entropy per tag) or
             ``"softmax"`` (the paper's BR: cross-entropy of a softmax over tags against the uniform
@@ -125,6 +130,7 @@ class SOGConfig(BertConfig):
     step_loss: str = "softmax"
     weight_loss_by_target_count: bool = False
     first_step_sigmoid_weight: float = 0.0
+    first_tag_head: bool = False
     ranking_loss: str = "sigmoid"
     lexical_mode: str | None = None
     lexical_weight: float = 1.0
@@ -162,6 +168,9 @@ class SOGConfig(BertConfig):
             raise ValueError("SOGConfig.first_step_sigmoid_weight adds BR's objective to the first step of the softmax "
                              "step loss under scheme='1-to-M' (the first instance's labels are then the gold set); got "
                              f"step_loss={self.step_loss!r}, scheme={self.scheme!r}")
+        if self.first_tag_head and self.scheme != "1-to-M":
+            raise ValueError("SOGConfig.first_tag_head learns the gold set from the first instance's labels, which "
+                             f"only scheme='1-to-M' gives (1-to-1 labels the next tag alone); got scheme={self.scheme!r}")
         if self.lexical_mode is not None and self.lexical_mode not in LEXICAL_MODES:
             raise ValueError(f"SOGConfig.lexical_mode must be None or one of {LEXICAL_MODES}, got {self.lexical_mode!r}")
         words = self.lexical_words

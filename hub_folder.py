@@ -19,7 +19,10 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # Written next to the model by train.py but not part of the model repo: checkpoints and logs, and the run's own
 # records (predictions on the corpus's posts, the training summary), which are data about the run, not the model.
-RUN_RECORDS = ("eval_predictions.jsonl", "validation_predictions.jsonl", "train_summary.json")
+VALIDATION_PREDICTIONS = "validation_predictions.jsonl"
+TEST_PREDICTIONS = "eval_predictions.jsonl"
+TRAIN_SUMMARY = "train_summary.json"   # written last: a folder without it is not a finished run
+RUN_RECORDS = (TEST_PREDICTIONS, VALIDATION_PREDICTIONS, TRAIN_SUMMARY)
 NOT_UPLOADED = ["checkpoints/*", "checkpoints/**", "runs/*", "runs/**", *RUN_RECORDS]
 WIDGET_TEXT_CHARS = 400
 SPACE_GRADIO_VERSION = "6.31.0"

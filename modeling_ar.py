@@ -104,7 +104,7 @@ class ARForTagGeneration(SOGTagModel):
         """Greedy set decoding; with ``use_cache`` the encoder reads each context once and each step runs the
         decoder alone."""
         step_logits = (self.cached_step_logits if use_cache else self.uncached_step_logits)(contexts, tokenizer)
-        return decoder.greedy(step_logits, len(contexts), offsets, self.tag_probabilities)
+        return decoder.greedy(step_logits, len(contexts), offsets, self.step_probabilities)
 
     def cached_step_logits(self, contexts, tokenizer):
         """The encoder reads only the context: encode it once, then each step runs the decoder alone."""

@@ -21,9 +21,9 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 try:
-    from .modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, tag_loss
+    from .modeling_sog import ExpertOffsets, RankingHead, SetDecoder, SOGTagModel, tag_loss
 except ImportError:  # imported as a top-level module (development checkout)
-    from modeling_sog import ExpertOffsets, SetDecoder, SOGTagModel, tag_loss
+    from modeling_sog import ExpertOffsets, RankingHead, SetDecoder, SOGTagModel, tag_loss
 
 
 class BRForTagRanking(SOGTagModel):
@@ -35,9 +35,7 @@ class BRForTagRanking(SOGTagModel):
 
     def __init__(self, config):
         super().__init__(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_tags)
+        self.classifier = RankingHead(config)
         self.post_init()
 
     @staticmethod
@@ -65,7 +63,7 @@ class BRForTagRanking(SOGTagModel):
         """
         outputs = self.encode(input_ids, attention_mask, token_type_ids,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state[:, 0]))
+        logits = self.classifier(outputs.last_hidden_state[:, 0])
         logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
         loss = self.ranking_loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
@@ -109,7 +107,7 @@ class BRLateFusionForTagRanking(BRForTagRanking):
         posts = int(field_owner.max().item()) + 1
         summed = torch.zeros(posts, cls.size(-1), device=cls.device, dtype=cls.dtype).index_add_(0, field_owner, cls)
         counts = torch.bincount(field_owner, minlength=posts).clamp(min=1).unsqueeze(-1).to(cls.dtype)
-        logits = self.classifier(self.dropout(summed / counts))                      # [posts, tags]
+        logits = self.classifier(summed / counts)                                    # [posts, tags]
         logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
         loss = self.ranking_loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)

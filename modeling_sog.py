@@ -631,7 +631,8 @@ class SetDecoder:
         """All posts advance together; ``step_logits(active, chosen_tags)`` gives the ``[active, tags]`` logits of
         the active posts given their tags so far; ``offsets`` (the lexical expert's, computed once per post) are
         added at every step, the step's own. A chosen tag is masked out of later steps. ``probabilities`` maps
-        the masked logits to the step probabilities (the model's ``tag_probabilities``; default: a softmax)."""
+        the masked logits of a step to its probabilities, ``probabilities(logits, step)`` (the model's
+        ``step_probabilities``; default: a softmax)."""
         chosen = [[] for _ in range(num_posts)]
         active = list(range(num_posts))
         for step in range(1, self.num_tags + 1):
@@ -643,7 +644,7 @@ class SetDecoder:
                 logits += added[torch.tensor(active, device=added.device)].to(logits.device).float()
             for row, i in enumerate(active):
                 logits[row, [t for t, _, _ in chosen[i]]] = float("-inf")
-            step_probs = tag_probabilities(logits, "softmax") if probabilities is None else probabilities(logits)
+            step_probs = tag_probabilities(logits, "softmax") if probabilities is None else probabilities(logits, step)
             best_prob, best_tag = step_probs.max(-1)
             scores = calibrated_scores(best_prob, step, self.calibration)
             still_active = []
@@ -880,6 +881,14 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
     def tag_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return tag_probabilities(logits, self.tag_scoring)
 
+    def step_scoring(self, step: int) -> str:
+        """How the logits of generation step ``step`` (from 1) become probabilities: ``tag_scoring`` at every step,
+        unless a model chooses its first tag otherwise."""
+        return self.tag_scoring
+
+    def step_probabilities(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        return tag_probabilities(logits, self.step_scoring(step))
+
     @torch.no_grad()
     def init_from_training_tags(self, post_tag_ids):
         """Start the logits at the training tag frequencies (``prior_output_bias``): the first tag then starts as
@@ -965,12 +974,21 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
         """The expert's offsets of a single pass (training, ranking models): the first step's."""
         return self.expert_offsets(lexical_ids, lexical_counts).first
 
-    def with_lexical_offsets(self, logits, lexical_offsets=None, lexical_ids=None, lexical_counts=None):
-        """``logits`` plus the expert's offsets: given (training with cross-fitted priors), or computed from the
-        bags given (a jointly trained expert), or nothing (no expert, or one mixed in at decoding only)."""
+    def given_lexical_offsets(self, lexical_offsets=None, lexical_ids=None, lexical_counts=None):
+        """What a forward pass adds to its logits: the expert's offsets given (training with cross-fitted priors), or
+        computed from the bags given (a jointly trained expert), or ``None`` (no expert, or one mixed in at decoding
+        only)."""
         if lexical_offsets is None and lexical_ids is not None and self.lexical is not None:
             lexical_offsets = self.lexical_offsets(lexical_ids, lexical_counts)
-        return logits if lexical_offsets is None else logits + lexical_offsets.to(logits.dtype)
+        return lexical_offsets
+
+    @staticmethod
+    def with_offsets(logits, offsets):
+        return logits if offsets is None else logits + offsets.to(logits.dtype)
+
+    def with_lexical_offsets(self, logits, lexical_offsets=None, lexical_ids=None, lexical_counts=None):
+        """``logits`` plus the offsets of ``given_lexical_offsets``."""
+        return self.with_offsets(logits, self.given_lexical_offsets(lexical_offsets, lexical_ids, lexical_counts))
 
     def uncached_step_logits(self, contexts, tokenizer):
         """A generator's step function that re-encodes every active post with its tags so far."""
@@ -1003,6 +1021,20 @@ class SOGTagHead(nn.Module):
         return hidden @ tag_embeddings.t() + self.bias
 
 
+class RankingHead(nn.Linear):
+    """BR's head: ``z = dropout(h) W^T + b``, a score per tag from one state, each tag's own row of ``W`` (not tied to
+    any embedding). BR reads it from ``[CLS]``; SOG's ``first_tag_head`` from the ``[MASK]`` given no tag."""
+
+    def __init__(self, config):
+        super().__init__(config.hidden_size, config.num_tags)
+        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(rate)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[..., hidden]`` -> ``[..., tags]``."""
+        return super().forward(self.dropout(hidden))
+
+
 class SOGForTagGeneration(SOGTagModel):
     """Predicts tag *i* from the ``[MASK]`` after ``tag_1 ... tag_{i-1}``; see the module docstring."""
 
@@ -1015,6 +1047,7 @@ class SOGForTagGeneration(SOGTagModel):
         super().__init__(config)
         self.tag_embeddings = nn.Embedding(config.num_tags, config.hidden_size)
         self.tag_head = SOGTagHead(config)
+        self.first_tag_head = RankingHead(config) if config.first_tag_head else None
         self.post_init()
 
     @property
@@ -1024,6 +1057,25 @@ class SOGForTagGeneration(SOGTagModel):
 
     def unit_embeddings_with_names(self):
         return super().unit_embeddings_with_names() + [(self.tag_embeddings, self.config.tag_names)]
+
+    @torch.no_grad()
+    def init_from_training_tags(self, post_tag_ids):
+        """Also starts the first-tag head's sigmoids at the share of posts that carry each tag, as BR's."""
+        super().init_from_training_tags(post_tag_ids)
+        if self.first_tag_head is not None:
+            bias = self.first_tag_head.bias
+            bias.copy_(prior_output_bias(post_tag_ids, self.config.num_tags, "sigmoid").to(bias.dtype))
+
+    def step_scoring(self, step: int) -> str:
+        return "sigmoid" if step == 1 and self.first_tag_head is not None else self.tag_scoring
+
+    def mask_logits(self, hidden: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
+        """``[masks, hidden]`` -> ``[masks, tags]``: the tag head's logits, and for the ``[MASK]``s given no tag
+        (``first``, ``[masks]`` bool) the first-tag head's when the model has one."""
+        logits = self.tag_head(hidden, self.tag_embeddings.weight)
+        if self.first_tag_head is None:
+            return logits
+        return torch.where(first.unsqueeze(-1), self.first_tag_head(hidden), logits)
 
     def input_tail(self, given_tags, mask_token_id) -> list[int]:
         return [self.tag_offset + t for t in given_tags] + [mask_token_id]
@@ -1073,11 +1125,13 @@ class SOGForTagGeneration(SOGTagModel):
         unit_steps: packed rows only (one-pass layout): which tags each ``[MASK]`` is given.
         labels: a tag id per ``[MASK]`` (1-to-1) or a ``(masks, num_tags)`` weight per tag (1-to-M); the loss
             (``config.step_loss``) is the KL divergence from the normalised target to the softmax over tags, or the
-            binary cross-entropy of each tag's sigmoid against whether it is a target, averaged over ``[MASK]``s.
+            binary cross-entropy of each tag's sigmoid against whether it is a target, averaged over ``[MASK]``s
+            (``training_loss``).
         lexical_offsets / lexical_ids, lexical_counts: one row per ``[MASK]``: what the lexical expert adds to its
             logits, or the bags to compute it from (``with_lexical_offsets``).
 
-        Returns logits of shape ``(masks, num_tags)``: one row per ``[MASK]``, in row order.
+        Returns logits of shape ``(masks, num_tags)``: one row per ``[MASK]``, in row order, those generation reads
+        (``mask_logits``: the first-tag head's for a ``[MASK]`` given no tag, with ``config.first_tag_head``).
         """
         if token_type_ids is None:
             raise ValueError("SOGForTagGeneration needs token_type_ids (1 marks the tags and [MASK]); use "
@@ -1088,20 +1142,29 @@ class SOGForTagGeneration(SOGTagModel):
         self._check_masks(input_ids, kinds)
         outputs = self.encode(input_ids, attention_mask, token_type_ids, unit_steps,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = self.tag_head(outputs.last_hidden_state[kinds == UNIT_MASK], self.tag_embeddings.weight)
-        logits = self.with_lexical_offsets(logits, lexical_offsets, lexical_ids, lexical_counts)
-        loss = None if labels is None else self.training_loss(logits, labels, kinds, unit_steps)
+        hidden = outputs.last_hidden_state[kinds == UNIT_MASK]                          # [masks, hidden]
+        reads_first = self.first_tag_head is not None or (labels is not None and self.config.first_step_sigmoid_weight)
+        first = self.layout.tags_given(kinds, unit_steps) == 0 if reads_first else None   # [masks]
+        offsets = self.given_lexical_offsets(lexical_offsets, lexical_ids, lexical_counts)
+        logits = self.with_offsets(self.mask_logits(hidden, first), offsets)
+        loss = None
+        if labels is not None:
+            step_logits = logits if self.first_tag_head is None else self.with_offsets(
+                self.tag_head(hidden, self.tag_embeddings.weight), offsets)
+            loss = self.training_loss(step_logits, labels, first, logits)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
 
-    def training_loss(self, logits, labels, kinds, unit_steps=None) -> torch.Tensor:
-        """The step loss of every ``[MASK]``, plus ``config.first_step_sigmoid_weight`` times BR's objective on those
-        given no tag (``first_step_sigmoid_loss``)."""
-        loss = tag_loss(logits, labels, self.tag_scoring, self.config.weight_loss_by_target_count)
+    def training_loss(self, step_logits, labels, first=None, logits=None) -> torch.Tensor:
+        """The step loss of every ``[MASK]``'s ``step_logits`` (the tag head's), plus BR's objective on those given no
+        tag (``first``; ``first_step_sigmoid_loss``): on the first-tag head's ``logits`` with ``config.first_tag_head``,
+        and ``config.first_step_sigmoid_weight`` times it on the tag head's own."""
+        loss = tag_loss(step_logits, labels, self.tag_scoring, self.config.weight_loss_by_target_count)
+        if self.first_tag_head is not None:
+            loss = loss + first_step_sigmoid_loss(logits, labels, first)
         weight = self.config.first_step_sigmoid_weight
         if weight:
-            first = self.layout.tags_given(kinds, unit_steps) == 0
-            loss = loss + weight * first_step_sigmoid_loss(logits, labels, first)
+            loss = loss + weight * first_step_sigmoid_loss(step_logits, labels, first)
         return loss
 
     # ----- generation -------------------------------------------------------------------------------
@@ -1111,7 +1174,7 @@ class SOGForTagGeneration(SOGTagModel):
         encoded once and each step runs only the newest tag and one ``[MASK]``."""
         cached = use_cache and self.layout.caches_context
         step_logits = (self.cached_step_logits if cached else self.uncached_step_logits)(contexts, tokenizer)
-        return decoder.greedy(step_logits, len(contexts), offsets, self.tag_probabilities)
+        return decoder.greedy(step_logits, len(contexts), offsets, self.step_probabilities)
 
     def cached_step_logits(self, contexts, tokenizer):
         """Layouts whose context never sees the tags: encode the contexts once, keeping every layer's keys and
@@ -1163,7 +1226,7 @@ class SOGForTagGeneration(SOGTagModel):
                                position_ids=tail_position.expand_as(ids)).last_hidden_state   # [rows, new, hidden]
             cache.crop(-1)                                               # forget the [MASK]
             state["kinds"], state["steps"] = kinds[:, :-1], steps[:, :-1]
-            logits = self.tag_head(hidden[:, -1], self.tag_embeddings.weight)                # [rows, tags]
+            logits = self.mask_logits(hidden[:, -1], torch.full((rows,), step == 1, device=device))  # [rows, tags]
             return logits[torch.tensor(active, device=device)]
 
         return step_logits
@@ -1172,4 +1235,4 @@ class SOGForTagGeneration(SOGTagModel):
 SOGForTagGeneration.register_for_auto_class("AutoModel")
 
 __all__ = ["PostUnits", "LexicalExpert", "PaperLayout", "OnePassLayout", "SetDecoder", "TagGenerationMixin", "SOGPreTrainedModel",
-           "SOGTagModel", "SOGTagHead", "SOGForTagGeneration"]
+           "SOGTagModel", "SOGTagHead", "RankingHead", "SOGForTagGeneration"]

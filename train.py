@@ -39,7 +39,7 @@ from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VA
                      iter_posts, load_corpus, prepare_splits, subset, tag_vocabulary)
 from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric,
                         per_post_scores, read_predictions, write_predictions)
-from hub_folder import push_hub_folder, write_hub_folder
+from hub_folder import TEST_PREDICTIONS, TRAIN_SUMMARY, VALIDATION_PREDICTIONS, push_hub_folder, write_hub_folder
 from inputs_sog import POST_FIELDS, post_fields
 from lexical import (DEFAULT_C_GRID, DEFAULT_FOLDS, DEFAULT_MAX_TRAIN_POSTS, DEFAULT_MAX_WORDS, expert_logits, fit_expert,
                      fit_idf_only, fit_word_vocabulary, install)
@@ -55,9 +55,6 @@ DEFAULT_ATTENTION_LAYOUT = "one-pass"
 DEFAULT_BUDGET_EVALUATIONS = 3
 COMPLETE_MARKER = "checkpoint_complete"
 BEST_WEIGHTS = "model.safetensors"
-VALIDATION_PREDICTIONS = "validation_predictions.jsonl"
-TEST_PREDICTIONS = "eval_predictions.jsonl"
-TRAIN_SUMMARY = "train_summary.json"   # written last: a folder without it is not a finished run
 # The weights of the lexical expert tried on validation ("mix", "prior"; the first step's at every evaluation, the later
 # steps' at the end); 0 is the encoder alone.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -169,6 +166,10 @@ def parse_args(argv=None):
                        help="sog: add this weight times BR's objective (each tag's sigmoid against whether it is gold, "
                        "summed over the tags) to the loss of every first-step instance (no tag given), the one that "
                        "chooses the top tag; 0: the paper's loss alone")
+    train.add_argument("--first_tag_head", action="store_true",
+                       help="sog: a second head, BR-EF's (a sigmoid per tag, binary cross-entropy against the gold set), "
+                       "on the [MASK] given no tag chooses a post's first tag; the step loss still trains every [MASK] "
+                       "and chooses the later tags")
     train.add_argument("--instances_per_post", choices=["all", "one"], default="all",
                        help="generators (sog, ar): every instance of a post per epoch (the paper), or one drawn "
                        "at random (an epoch then costs what a ranking epoch costs)")
@@ -215,6 +216,9 @@ def parse_args(argv=None):
                                            or args.scheme != "1-to-M"):
         p.error("--first_step_sigmoid_weight adds BR's objective to the first step of --model sog's softmax step loss "
                 f"under --scheme 1-to-M, not --model {args.model} --step_loss {args.step_loss} --scheme {args.scheme}")
+    if args.first_tag_head and (args.model != "sog" or args.scheme != "1-to-M"):
+        p.error("--first_tag_head learns the gold set from --model sog's first instance under --scheme 1-to-M, not "
+                f"--model {args.model} --scheme {args.scheme}")
     if args.model != "sog" and args.attention_layout not in (None, "paper"):
         p.error(f"--attention_layout {args.attention_layout} applies to --model sog only (the baselines' encoders "
                 "never read tags)")
@@ -515,7 +519,7 @@ def start(args) -> Run:
                         max_input_length=args.max_length, num_tags_to_generate=args.num_tags,
                         tag_head_transform=args.tag_head == "transform",
                         weight_loss_by_target_count=args.loss_weighting == "target_count",
-                        first_step_sigmoid_weight=args.first_step_sigmoid_weight,
+                        first_step_sigmoid_weight=args.first_step_sigmoid_weight, first_tag_head=args.first_tag_head,
                         lexical_mode=None if args.lexical_mode == "none" else args.lexical_mode,
                         lexical_units="pieces" if words is None else args.lexical_units, lexical_words=words)
     training = TrainingData.encode(args, accelerator, model, tokenizer, train_split, vocabulary)

@@ -57,6 +57,10 @@ NEURAL = {  # row name -> (train.py arguments, several seeds?)
     # is its first tag; the later steps hit as often as BR-EF's ranks 2-5), the softmax step loss otherwise.
     "SOG, BR's sigmoid loss added at the first step (the defaults otherwise)":
         (["--model", "sog", "--first_step_sigmoid_weight", "1"], True),
+    # BR-EF's head itself inside SOG (train.py --first_tag_head): a sigmoid per tag from the [MASK] given no tag, its own
+    # weights, chooses the first tag; the softmax steps choose the rest (on our data they hit as often as BR-EF's ranks
+    # 2-5).
+    "SOG, BR-EF's head choosing the first tag (the defaults otherwise)": (["--model", "sog", "--first_tag_head"], True),
     # SOG on BR-EF's objective, step by step: an independent sigmoid per tag against whether it is one of the tags
     # not yet given (the softmax of the row above couples the tags; near convergence BR-EF's sigmoids led). Over
     # every seed: it is the candidate for train.py's default.

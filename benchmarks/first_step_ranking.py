@@ -34,7 +34,7 @@ class FirstStepRanking(SetDecoder):
         logits = step_logits(list(range(num_posts)), [[] for _ in range(num_posts)]).float()   # [posts, tags]
         if offsets is not None:
             logits = logits + offsets.at(1).to(logits.device).float()
-        return self.ranked(tag_probabilities(logits, "softmax") if probabilities is None else probabilities(logits))
+        return self.ranked(tag_probabilities(logits, "softmax") if probabilities is None else probabilities(logits, 1))
 
 
 def parse_args(argv=None):

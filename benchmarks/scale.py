@@ -41,6 +41,7 @@ from xml.sax.saxutils import quoteattr
 import psutil
 
 from data_builders.stackoverflow import question_text
+from hub_folder import TRAIN_SUMMARY
 
 REPO = Path(__file__).resolve().parents[1]
 SITES = [REPO / "data" / "stackexchange" / f"{site}.csv.zip" for site in ("cooking", "biology")]
@@ -226,7 +227,7 @@ def main(argv=None):
                                 # a user's first run tokenises: an earlier run's cache on this corpus would hide it
                                 "--overwrite_cache", "--output_dir", str(run)], work / f"train_{size}.log",
                                startup_ends=TRAIN_STARTUP_ENDS)
-            summary = json.loads((run / "train_summary.json").read_text())
+            summary = json.loads((run / TRAIN_SUMMARY).read_text())
             record({"stage": "train_startup", "posts": size, "seconds": round(summary["seconds_to_first_step"], 1),
                     "peak_rss_mb": measured["peak_rss_mb"], "train_posts": summary["train_posts"],
                     "peak_anon_mb": measured["peak_anon_mb"], "startup_peak_anon_mb": measured["startup_peak_anon_mb"],

@@ -72,11 +72,12 @@ def packed_and_unpacked(model, tokenizer, scheme="1-to-M"):
     return collate(groups), collate([inst for group in groups for inst in group])
 
 
-@pytest.mark.parametrize("scheme,weighted,first_step", [("1-to-M", False, 0.0), ("1-to-1", False, 0.0),
-                                                      ("1-to-M", True, 0.0), ("1-to-M", False, 1.0)])
+@pytest.mark.parametrize("scheme,weighted,first_step,head", [("1-to-M", False, 0.0, False), ("1-to-1", False, 0.0, False),
+                                                           ("1-to-M", True, 0.0, False), ("1-to-M", False, 1.0, False),
+                                                           ("1-to-M", False, 0.0, True)])
 def test_a_packed_batch_gives_the_loss_and_gradients_of_the_same_instances_unpacked(tokenizer, scheme, weighted,
-                                                                                    first_step):
-    model = one_pass(weight_loss_by_target_count=weighted, first_step_sigmoid_weight=first_step)
+                                                                                    first_step, head):
+    model = one_pass(weight_loss_by_target_count=weighted, first_step_sigmoid_weight=first_step, first_tag_head=head)
     packed, unpacked = packed_and_unpacked(model, tokenizer, scheme)
     assert packed["input_ids"].size(0) == 4 and unpacked["input_ids"].size(0) == 10
     gradients = []
@@ -132,10 +133,12 @@ def test_the_one_pass_mask_follows_the_rule_written_out_by_hand(tokenizer):
         assert not mask[row, :units, units:].any()          # nobody real looks at padding
 
 
-def test_teacher_forced_cached_steps_equal_the_packed_mask_logits_on_a_truncated_post(tokenizer):
+@pytest.mark.parametrize("head", [False, True])
+def test_teacher_forced_cached_steps_equal_the_packed_mask_logits_on_a_truncated_post(tokenizer, head):
     """The cached path (context encoded once, then one tag and one [MASK] a step) against every [MASK] of one
-    packed row, on a post cut at max_input_length: each step's logits must be the packed row's."""
-    model = one_pass()
+    packed row, on a post cut at max_input_length: each step's logits must be the packed row's (with a first-tag
+    head, the first step's are that head's in both)."""
+    model = one_pass(first_tag_head=head)
     order = [4, 0, 6, 2]
     for post in (LONG_POST, POSTS[3]):
         contexts = model.encode_contexts([post], tokenizer)
@@ -165,11 +168,11 @@ def test_the_paper_layout_refuses_to_pack(tokenizer):
         model.build_packed_inputs(model.encode_contexts(["x"], tokenizer), [[0, 1]], [[0, 1]], tokenizer)
 
 
-@pytest.mark.parametrize("with_threshold", [False, True])
-def test_cached_generation_equals_the_uncached_computation(tokenizer, with_threshold):
+@pytest.mark.parametrize("with_threshold,head", [(False, False), (True, False), (False, True)])
+def test_cached_generation_equals_the_uncached_computation(tokenizer, with_threshold, head):
     """A padded batch of posts of different lengths, an empty post among them; with a threshold some posts
     stop early while the others go on."""
-    model = one_pass()
+    model = one_pass(first_tag_head=head)
     threshold = None
     if with_threshold:   # the median score of a free run: some posts stop early, not all
         free = model.generate_tags(POSTS, tokenizer, num_tags=6)
@@ -205,16 +208,23 @@ def test_ar_packs_a_post_into_one_teacher_forced_pass_and_caches_its_encoder(tok
     assert sorted(labels_of(model.generate_tags(["x"], tokenizer, num_tags=20)[0])) == sorted(TAGS)
 
 
-def test_the_first_step_sigmoid_loss_is_added_to_the_instances_given_no_tag_only(tokenizer):
-    """Packed: post 0 holds instances given 0, 1 and 2 tags, post 1 given 0 and 1; the first-step instances are
-    masks 0 and 3 of 5. Their BR objective (summed over the tags) is added, divided by all 5 instances."""
-    weight = 0.7
-    model = one_pass(first_step_sigmoid_weight=weight)
+def packed_five_instances(model, tokenizer):
+    """Posts 0 and 1 packed, gold [3, 1, 5] and [2, 4]: post 0's instances given 0, 1 and 2 tags, post 1's given 0 and
+    1, so the first-step instances are masks 0 and 3 of 5; each row's labels are the tags not yet given."""
     contexts = model.encode_contexts(POSTS[:2], tokenizer)
     batch = model.build_packed_inputs(contexts, [[3, 1, 5], [2, 4]], [[0, 1, 2], [0, 1]], tokenizer)
     labels = torch.zeros(5, model.config.num_tags)
     for row, (gold, given) in enumerate([([3, 1, 5], 0), ([3, 1, 5], 1), ([3, 1, 5], 2), ([2, 4], 0), ([2, 4], 1)]):
         labels[row, gold[given:]] = 1
+    return contexts, batch, labels
+
+
+def test_the_first_step_sigmoid_loss_is_added_to_the_instances_given_no_tag_only(tokenizer):
+    """The first-step instances (masks 0 and 3 of the five packed ones) add their BR objective, summed over the tags,
+    divided by all 5 instances."""
+    weight = 0.7
+    model = one_pass(first_step_sigmoid_weight=weight)
+    contexts, batch, labels = packed_five_instances(model, tokenizer)
     out = model(**batch, labels=labels)
     gold_sets = torch.zeros_like(labels)
     gold_sets[0, [3, 1, 5]] = gold_sets[3, [2, 4]] = 1
@@ -231,3 +241,68 @@ def test_the_first_step_sigmoid_loss_is_added_to_the_instances_given_no_tag_only
     rows = paper.build_inputs(paper.encode_contexts(POSTS[:2] * 2, tokenizer), [[], [3], [], [2, 4]], tokenizer)
     kinds = paper.units.kinds(rows["input_ids"], rows["token_type_ids"], rows["attention_mask"])
     assert paper.layout.tags_given(kinds).tolist() == [0, 1, 0, 2]
+
+
+def first_tag_head_model():
+    """A one-pass SOG with a first-tag head whose sigmoids disagree with the tag head's softmax about the top tag."""
+    model = one_pass(first_tag_head=True)
+    with torch.no_grad():
+        model.first_tag_head.bias.copy_(torch.arange(model.config.num_tags, dtype=torch.float32))   # prefers the last
+        model.first_tag_head.weight.mul_(0.01)
+    return model
+
+
+def test_the_first_tag_head_answers_the_masks_given_no_tag_and_learns_the_gold_set_by_bce(tokenizer):
+    """The five packed instances again (first-step ones: masks 0 and 3): the logits of masks 0 and 3 are the first-tag
+    head's, the others the tag head's; the loss is the step loss on the tag head's logits of all five, plus the
+    first-tag head's binary cross-entropy against each gold set, summed over the tags, divided by all 5."""
+    model = first_tag_head_model()
+    _, batch, labels = packed_five_instances(model, tokenizer)
+    out = model(**batch, labels=labels)
+    with torch.no_grad():
+        hidden = model.encode(**batch).last_hidden_state
+        kinds = model.units.kinds(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        masks = hidden[kinds == UNIT_MASK]                                                   # [5, hidden]
+        step = model.tag_head(masks, model.tag_embeddings.weight)
+        head = masks @ model.first_tag_head.weight.t() + model.first_tag_head.bias
+    assert torch.allclose(out.logits[[0, 3]], head[[0, 3]], atol=1e-5)
+    assert torch.allclose(out.logits[[1, 2, 4]], step[[1, 2, 4]], atol=1e-5)
+    gold_sets = labels[[0, 3]]                                # a first instance's targets are the whole gold set
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(head[[0, 3]], gold_sets, reduction="sum") / 5
+    assert out.loss.item() == pytest.approx(kl_to_target_loss(step, labels).item() + bce.item(), rel=1e-5)
+
+
+def test_the_first_tag_head_chooses_the_first_tag_and_the_tag_head_the_rest(tokenizer):
+    model = first_tag_head_model()
+    posts = [POSTS[0], POSTS[3]]
+    generated = model.generate_tags(posts, tokenizer, num_tags=3)
+    contexts = model.encode_contexts(posts, tokenizer)
+    with torch.no_grad():
+        first = model(**model.build_inputs(contexts, [[], []], tokenizer)).logits
+        for row, tags in enumerate(generated):
+            chosen = [model.config.label2id[t["label"]] for t in tags]
+            assert chosen[0] == model.config.num_tags - 1 == int(first[row].argmax())
+            assert tags[0]["step_probability"] == pytest.approx(torch.sigmoid(first[row].max()).item(), abs=1e-5)
+            second = model.tag_head(model.encode(**model.build_inputs(contexts[row:row + 1], [chosen[:1]], tokenizer))
+                                    .last_hidden_state[0, -1], model.tag_embeddings.weight)
+            second[chosen[0]] = float("-inf")
+            assert chosen[1] == int(second.argmax())
+            assert tags[1]["step_probability"] == pytest.approx(second.softmax(-1).max().item(), abs=1e-5)
+    plain = one_pass()                                        # the same weights without the head: another first tag
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("first_tag_head.")})
+    assert [labels_of(row)[0] for row in plain.generate_tags(posts, tokenizer, num_tags=1)] != \
+        [labels_of(row)[0] for row in generated]
+
+
+def test_the_first_tag_head_starts_at_the_share_of_posts_that_carry_each_tag():
+    model = one_pass(first_tag_head=True)
+    model.init_from_training_tags([[0, 1], [0], [0, 2], [3]])
+    p = torch.tensor([3, 1, 1, 1] + [0] * (model.config.num_tags - 4), dtype=torch.float64)
+    bias = model.first_tag_head.bias.double()
+    assert torch.sigmoid(bias[:4]).tolist() == pytest.approx((p[:4] / 4).tolist(), abs=1e-3)
+    assert bias[4:].max() < -5                                # a tag no post carries starts near probability 0
+
+
+def test_the_first_tag_head_needs_the_gold_set_of_1_to_m():
+    with pytest.raises(ValueError, match="first_tag_head.*1-to-M"):
+        tiny_config(first_tag_head=True, scheme="1-to-1")

@@ -214,6 +214,39 @@ def test_generator_only_options_are_refused_for_ranking_models(capsys):
         train.parse_args(["--first_step_sigmoid_weight", "-1"])
     assert "--first_step_sigmoid_weight must be 0 (off) or more" in capsys.readouterr().err
     assert train.parse_args(["--first_step_sigmoid_weight", "0.5"]).first_step_sigmoid_weight == 0.5
+    for refused in (["--model", "ar"], ["--model", "br"], ["--scheme", "1-to-1"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(refused + ["--first_tag_head"])
+        assert "--first_tag_head learns the gold set from --model sog's first instance" in capsys.readouterr().err
+
+
+def test_a_first_tag_head_trains_saves_and_loads_with_stock_transformers(tmp_path, tiny_encoder):
+    """train.py --first_tag_head: the head's weights move from their start, are saved, and a fresh process loading
+    the folder with AutoModel generates with them (the first tag's step probability is the head's sigmoid)."""
+    out_dir = tmp_path / "model"
+    train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--output_dir", str(out_dir), "--first_tag_head",
+                        "--lexical_mode", "none"])   # no expert offsets: the first step reads the head alone
+    saved = load_file(out_dir / "model.safetensors")
+    assert json.loads((out_dir / "config.json").read_text())["first_tag_head"] is True
+    assert saved["first_tag_head.weight"].abs().max() > 0 and saved["first_tag_head.bias"].std() > 0
+    code = r"""
+import json, sys, torch
+from transformers import AutoModel, AutoTokenizer
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
+contexts = model.encode_contexts(["a python library"], tokenizer)
+first = model(**model.build_inputs(contexts, [[]], tokenizer)).logits[0]
+tags = model.generate_tags(["a python library"], tokenizer, num_tags=2)[0]
+print(json.dumps({"top": model.config.tag_names[int(first.argmax())], "sigmoid": torch.sigmoid(first.max()).item(),
+                  "tags": tags}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code, str(out_dir)], cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tags"][0]["label"] == result["top"]
+    assert result["tags"][0]["step_probability"] == pytest.approx(result["sigmoid"], abs=1e-5)
 
 
 def test_local_corpus_folders_are_read_afresh(tmp_path):
