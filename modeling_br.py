@@ -78,10 +78,10 @@ class BRForTagRanking(SOGTagModel):
 
     def choose_tags(self, contexts, tokenizer, decoder: SetDecoder, use_cache: bool,
                     offsets: ExpertOffsets | None = None) -> list[list[tuple]]:
-        """One pass: the most probable tags (``use_cache`` changes nothing: there are no steps)."""
+        """One pass, a ranking model's only step (step 1): the most probable tags (``use_cache`` changes nothing)."""
         batch = {k: v.to(self.device) for k, v in self.build_inputs(contexts, [[] for _ in contexts], tokenizer).items()}
         first = None if offsets is None else offsets.first
-        return decoder.ranked(self.tag_probabilities(self(**batch, lexical_offsets=first).logits))
+        return decoder.ranked(self.step_probabilities(self(**batch, lexical_offsets=first).logits, 1))
 
 
 class BRLateFusionForTagRanking(BRForTagRanking):

@@ -878,9 +878,6 @@ class SOGTagModel(SOGPreTrainedModel, TagGenerationMixin):
         generators' ``tag_head``'s; ranking models override it."""
         return self.tag_head.bias
 
-    def tag_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return tag_probabilities(logits, self.tag_scoring)
-
     def step_scoring(self, step: int) -> str:
         """How the logits of generation step ``step`` (from 1) become probabilities: ``tag_scoring`` at every step,
         unless a model chooses its first tag otherwise."""
@@ -1069,13 +1066,14 @@ class SOGForTagGeneration(SOGTagModel):
     def step_scoring(self, step: int) -> str:
         return "sigmoid" if step == 1 and self.first_tag_head is not None else self.tag_scoring
 
-    def mask_logits(self, hidden: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
-        """``[masks, hidden]`` -> ``[masks, tags]``: the tag head's logits, and for the ``[MASK]``s given no tag
-        (``first``, ``[masks]`` bool) the first-tag head's when the model has one."""
-        logits = self.tag_head(hidden, self.tag_embeddings.weight)
+    def mask_logits(self, hidden, step_logits, first, offsets=None) -> torch.Tensor:
+        """The logits generation reads, ``[masks, tags]``: the tag head's ``step_logits``, and for the ``[MASK]``s
+        given no tag (``first``, ``[masks]`` bool) the first-tag head's of ``hidden`` (``[masks, hidden]``) plus
+        ``offsets``, when the model has one."""
         if self.first_tag_head is None:
-            return logits
-        return torch.where(first.unsqueeze(-1), self.first_tag_head(hidden), logits)
+            return step_logits
+        first_logits = self.with_offsets(self.first_tag_head(hidden), offsets)
+        return torch.where(first.unsqueeze(-1), first_logits, step_logits)
 
     def input_tail(self, given_tags, mask_token_id) -> list[int]:
         return [self.tag_offset + t for t in given_tags] + [mask_token_id]
@@ -1146,12 +1144,9 @@ class SOGForTagGeneration(SOGTagModel):
         reads_first = self.first_tag_head is not None or (labels is not None and self.config.first_step_sigmoid_weight)
         first = self.layout.tags_given(kinds, unit_steps) == 0 if reads_first else None   # [masks]
         offsets = self.given_lexical_offsets(lexical_offsets, lexical_ids, lexical_counts)
-        logits = self.with_offsets(self.mask_logits(hidden, first), offsets)
-        loss = None
-        if labels is not None:
-            step_logits = logits if self.first_tag_head is None else self.with_offsets(
-                self.tag_head(hidden, self.tag_embeddings.weight), offsets)
-            loss = self.training_loss(step_logits, labels, first, logits)
+        step_logits = self.with_offsets(self.tag_head(hidden, self.tag_embeddings.weight), offsets)  # [masks, tags]
+        logits = self.mask_logits(hidden, step_logits, first, offsets)
+        loss = None if labels is None else self.training_loss(step_logits, labels, first, logits)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
 
@@ -1226,7 +1221,9 @@ class SOGForTagGeneration(SOGTagModel):
                                position_ids=tail_position.expand_as(ids)).last_hidden_state   # [rows, new, hidden]
             cache.crop(-1)                                               # forget the [MASK]
             state["kinds"], state["steps"] = kinds[:, :-1], steps[:, :-1]
-            logits = self.mask_logits(hidden[:, -1], torch.full((rows,), step == 1, device=device))  # [rows, tags]
+            mask = hidden[:, -1]                                                             # [rows, hidden]
+            logits = self.mask_logits(mask, self.tag_head(mask, self.tag_embeddings.weight),
+                                      torch.full((rows,), step == 1, device=device))         # [rows, tags]
             return logits[torch.tensor(active, device=device)]
 
         return step_logits
