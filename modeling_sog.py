@@ -1066,7 +1066,12 @@ class SOGForTagGeneration(SOGTagModel):
     def step_scoring(self, step: int) -> str:
         return "sigmoid" if step == 1 and self.first_tag_head is not None else self.tag_scoring
 
-    def mask_logits(self, hidden, step_logits, first, offsets=None) -> torch.Tensor:
+    def tag_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[masks, hidden]`` -> ``[masks, tags]``: the tag head's logits, read against the tag embeddings (tied)."""
+        return self.tag_head(hidden, self.tag_embeddings.weight)
+
+    def mask_logits(self, hidden: torch.Tensor, step_logits: torch.Tensor, first: torch.Tensor | None,
+                    offsets: torch.Tensor | None = None) -> torch.Tensor:
         """The logits generation reads, ``[masks, tags]``: the tag head's ``step_logits``, and for the ``[MASK]``s
         given no tag (``first``, ``[masks]`` bool) the first-tag head's of ``hidden`` (``[masks, hidden]``) plus
         ``offsets``, when the model has one."""
@@ -1144,7 +1149,7 @@ class SOGForTagGeneration(SOGTagModel):
         reads_first = self.first_tag_head is not None or (labels is not None and self.config.first_step_sigmoid_weight)
         first = self.layout.tags_given(kinds, unit_steps) == 0 if reads_first else None   # [masks]
         offsets = self.given_lexical_offsets(lexical_offsets, lexical_ids, lexical_counts)
-        step_logits = self.with_offsets(self.tag_head(hidden, self.tag_embeddings.weight), offsets)  # [masks, tags]
+        step_logits = self.with_offsets(self.tag_logits(hidden), offsets)   # [masks, tags]
         logits = self.mask_logits(hidden, step_logits, first, offsets)
         loss = None if labels is None else self.training_loss(step_logits, labels, first, logits)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
@@ -1222,7 +1227,7 @@ class SOGForTagGeneration(SOGTagModel):
             cache.crop(-1)                                               # forget the [MASK]
             state["kinds"], state["steps"] = kinds[:, :-1], steps[:, :-1]
             mask = hidden[:, -1]                                                             # [rows, hidden]
-            logits = self.mask_logits(mask, self.tag_head(mask, self.tag_embeddings.weight),
+            logits = self.mask_logits(mask, self.tag_logits(mask),
                                       torch.full((rows,), step == 1, device=device))         # [rows, tags]
             return logits[torch.tensor(active, device=device)]
 
