@@ -16,7 +16,7 @@ SOG with the expert in ``prior`` mode (its cross-fitted scores added during trai
 SOG's first-step loss (softmax against the uniform gold distribution) instead of sigmoids, and SOG with its loss
 weighted by target count (its first step then ranks by P(tag in gold), as BR's sigmoids), one seed each; SOG with an
 independent sigmoid per tag at every step (``--step_loss sigmoid``, BR-EF's objective), over every seed; SOG and
-BR-EF with the expert reading words, and SOG with it reading word pieces and words (``--lexical_units``); SOG and
+BR-EF with the expert reading words, and both with it reading word pieces and words (``--lexical_units``); SOG and
 BR-EF training under bfloat16 autocast (``--mixed_precision bf16``: more steps in the same minutes) and in float32
 (``--mixed_precision no``), over every seed (the default rows take ``train.py``'s ``auto``: bf16 where the machine
 computes it natively);
@@ -73,6 +73,8 @@ NEURAL = {  # row name -> (train.py arguments, several seeds?)
     # Word pieces and words in one bag (alone, it led both on debtags).
     "SOG, expert on word pieces and words (the defaults otherwise)":
         (["--model", "sog", "--lexical_units", "both"], True),
+    "BR-EF, expert on word pieces and words (the same defaults otherwise)":
+        (["--model", "br", "--lexical_units", "both"], True),
     # Training under bfloat16 autocast (train.py --mixed_precision bf16): on this machine's CPU (AVX512-BF16) a step
     # takes about half the time, so the same budget holds about twice the steps; the weights stay float32. Since
     # 2026-12 the default rows take train.py's --mixed_precision auto, which is bf16 on such a CPU (or GPU) and
