@@ -56,6 +56,19 @@ def clustered_standard_error(values: list[float], groups: list[str]) -> float:
     return 100 * math.sqrt(spread) / len(values)
 
 
+def paired_difference(values: list[float], anchor: list[float], groups: list[str]) -> tuple[float, float]:
+    """How far per-post ``values`` (fractions) are ahead of ``anchor``'s on the same posts, in points, and the
+    standard error of that paired difference (``clustered_standard_error``: a group's posts one draw)."""
+    differences = [a - b for a, b in zip(values, anchor, strict=True)]
+    return 100 * math.fsum(differences) / len(differences), clustered_standard_error(differences, groups)
+
+
+def clearly_ahead(gain: float, standard_error: float) -> bool:
+    """The house rule for reading a difference: ahead only beyond two standard errors, a tie otherwise. A NaN
+    standard error (fewer than two groups) compares False: no evidence."""
+    return gain > 2 * standard_error
+
+
 def labels(predictions) -> list[list[str]]:
     """Each post's generated tags (``generate_tags``' dicts, as the predictions files hold them) as ranked labels."""
     return [[tag["label"] for tag in predicted] for predicted in predictions]

@@ -37,7 +37,7 @@ from calibration import calibration_report, fit_score_calibration
 from configuration_sog import ATTENTION_LAYOUTS, LEXICAL_MODES, LEXICAL_UNITS, TAG_LOSSES, SCHEMES
 from corpora import (DEFAULT_VALIDATION_PERCENTAGE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSTS, Split, column,
                      iter_posts, load_corpus, prepare_splits, subset, tag_vocabulary)
-from evaluation import (K_VALUES, clustered_standard_error, generate_and_score, labels, load_tag_metric,
+from evaluation import (K_VALUES, clearly_ahead, generate_and_score, labels, load_tag_metric, paired_difference,
                         per_post_scores, read_predictions, write_predictions)
 from hub_folder import TEST_PREDICTIONS, TRAIN_SUMMARY, VALIDATION_PREDICTIONS, push_hub_folder, write_hub_folder
 from inputs_sog import POST_FIELDS, post_fields
@@ -59,6 +59,7 @@ BEST_WEIGHTS = "model.safetensors"
 # steps' at the end); 0 is the encoder alone.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+BEST_MODEL_RULES = ("highest", "latest")
 
 
 def peak_rss_mb() -> dict | None:
@@ -151,7 +152,8 @@ def parse_args(argv=None):
                        help="end training after the optimizer step where this much training time (evaluation "
                        "excluded) has run out, then evaluate as after an epoch")
     train.add_argument("--early_stopping_patience", type=int,
-                       help="stop after this many evaluations without a better validation score (default: off)")
+                       help="stop after this many evaluations that did not replace the weights kept (a better "
+                       "validation score; under --best_model_rule latest, one not clearly worse) (default: off)")
     train.add_argument("--eval_steps", type=int, help="evaluate on validation every N optimizer steps (and at the end)")
     train.add_argument("--evaluations", type=int,
                        help="evaluate N times, evenly over the budget (the time budget under --max_train_minutes, else "
@@ -193,6 +195,13 @@ def parse_args(argv=None):
     run.add_argument("--resume_from_checkpoint", nargs="?", const="latest",
                      help="a checkpoint folder, or 'latest' (the newest in OUTPUT_DIR/checkpoints)")
     run.add_argument("--metric_for_best_model", default="precision@1", help="validation score the best epoch maximises")
+    run.add_argument("--best_model_rule", choices=BEST_MODEL_RULES, default="highest",
+                     help="which evaluation's weights are kept: highest (default): the highest "
+                     "--metric_for_best_model; latest: the newest evaluation unless the one kept before beats it by "
+                     "more than two standard errors of the paired difference over the validation posts (a group's "
+                     "posts one draw), so that noise on a validation sample does not keep an early checkpoint the "
+                     "decaying rate has not yet annealed; needs a metric scored post by post (precision@1 or "
+                     "recall@K)")
     run.add_argument("--report_to", default="all", help="accelerate trackers: all, none, tensorboard, wandb, ...")
     run.add_argument("--push_to_hub", action="store_true")
     run.add_argument("--hub_model_id", help="user/name of the model repo to push to")
@@ -232,6 +241,9 @@ def parse_args(argv=None):
         p.error("--first_step_sigmoid_weight must be 0 (off) or more")
     if args.evaluations is not None and args.evaluations < 0:
         p.error("--evaluations must be 0 (at every epoch end) or more")
+    if args.best_model_rule == "latest" and per_post_metric(args.metric_for_best_model) is None:
+        p.error(f"--best_model_rule latest compares evaluations post by post, which --metric_for_best_model "
+                f"{args.metric_for_best_model} is not scored: use precision@1 or recall@K, or --best_model_rule highest")
     if args.eval_steps and args.evaluations:
         p.error("--eval_steps and --evaluations are two ways to say when to evaluate: give one")
     if not 0 <= args.warmup_ratio < 1:
@@ -306,6 +318,7 @@ class TrainState:
         self.completed_steps = 0       # optimizer steps
         self.best = None               # best validation --metric_for_best_model so far
         self.best_evaluation = None    # its index in history
+        self.best_per_post = None      # its validation values post by post (--best_model_rule latest reads them)
         self.evaluations_without_improvement = 0
         self.train_seconds = 0.0       # time spent in training steps (not evaluating), across resumes
         self.out_of_time = False       # --max_train_minutes ran out
@@ -676,8 +689,11 @@ def evaluate(run: Run) -> str | None:
                           **({"lexical_weight": weight, "P@1_by_lexical_weight": by_weight,
                               "P@1_gain_se_by_lexical_weight": gain_se} if by_weight else {}),
                           "generate_seconds": generate_seconds})
-    if state.best is None or scores[args.metric_for_best_model] > state.best:
+    per_post = (validation_per_post(run, predictions) if args.best_model_rule == "latest" else None)
+    if replaces_kept(args.best_model_rule, state, scores[args.metric_for_best_model], per_post,
+                     run.validation_sample.groups):
         state.best, state.best_evaluation = scores[args.metric_for_best_model], len(state.history) - 1
+        state.best_per_post = per_post
         state.evaluations_without_improvement = 0
         save_best(run, predictions)
     else:
@@ -747,6 +763,38 @@ def sampled_while_training(run: Run) -> str:
             "--validation_sample_while_training)")
 
 
+def per_post_metric(name: str) -> tuple[str, int] | None:
+    """``--metric_for_best_model`` as ``per_post_scores``' key and its K (precision@1 -> ("P@1", 1), recall@5 ->
+    ("R@5", 5)), or None for a metric that is not scored post by post."""
+    kind, _, k = name.partition("@")
+    if name == "precision@1":
+        return "P@1", 1
+    if kind == "recall" and k.isdigit() and int(k) > 0:
+        return f"R@{k}", int(k)
+    return None
+
+
+def validation_per_post(run: Run, predictions) -> list[float]:
+    """Each validation-sample post's ``--metric_for_best_model`` (a fraction) for these predictions."""
+    key, k = per_post_metric(run.args.metric_for_best_model)
+    return per_post_scores(run.metric, labels(predictions), run.validation_sample.gold, k)[key]
+
+
+def replaces_kept(rule: str, state: TrainState, score: float, per_post, groups) -> bool:
+    """Whether the evaluation just scored replaces the weights kept so far. highest: a higher score. latest: unless
+    the kept evaluation is ahead of this one by more than two standard errors of the paired difference (the house
+    rule: less is a tie, and a tie goes to the newer weights, further down the decaying rate). An evaluation kept
+    without per-post values (a run resumed from an older checkpoint) is no evidence against the newer one."""
+    if state.best is None:
+        return True
+    if rule == "highest":
+        return score > state.best
+    if state.best_per_post is None:
+        return True
+    gain, se = paired_difference(state.best_per_post, per_post, groups)
+    return not clearly_ahead(gain, se)
+
+
 def mixes_frozen_expert(run: Run) -> bool:
     """Mix and prior: a frozen expert whose weight at decoding is chosen on validation (joint learns its own scale)."""
     model = run.accelerator.unwrap_model(run.model)
@@ -764,10 +812,8 @@ def best_lexical_weight(weights, per_post_at, anchor: float, groups: list[str]) 
     0.01) and the standard error of its gain over the anchor (in points)."""
     per_post = {weight: per_post_at(weight) for weight in weights}
     mean = {weight: 100 * math.fsum(values) / len(values) for weight, values in per_post.items()}
-    gain_se = {weight: clustered_standard_error([a - b for a, b in zip(values, per_post[anchor])], groups)
-               for weight, values in per_post.items()}
-    # NaN (fewer than two groups) compares False: no evidence, the anchor stays
-    clear = [weight for weight in weights if mean[weight] - mean[anchor] > 2 * gain_se[weight]]
+    gain_se = {weight: paired_difference(values, per_post[anchor], groups)[1] for weight, values in per_post.items()}
+    clear = [weight for weight in weights if clearly_ahead(mean[weight] - mean[anchor], gain_se[weight])]
     chosen = max(clear, key=lambda w: (mean[w], -abs(w - anchor))) if clear else anchor
     return chosen, {w: round(v, 2) for w, v in mean.items()}, {w: round(v, 4) for w, v in gain_se.items()}
 

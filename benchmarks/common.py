@@ -24,7 +24,8 @@ import train
 from classical_baselines import FrequencyBaseline, OmikujiBaseline, TfidfLogisticBaseline
 from corpora import DEFAULT_VALIDATION_PERCENTAGE, Split, group_keys, load_corpus, prepare_splits
 from data_builders.__main__ import write_folder
-from evaluation import K_VALUES, clustered_standard_error, labels, load_tag_metric, per_post_scores, score
+from evaluation import (K_VALUES, clustered_standard_error, labels, load_tag_metric, paired_difference, per_post_scores,
+                        score)
 from score_tables import score_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -277,9 +278,8 @@ def paired_gain(before: dict, after: dict, groups: list[str]) -> dict:
     posts)."""
     gain = {}
     for m in GROUPED_MEASURES:
-        differences = [a - b for b, a in zip(before[m], after[m])]
-        gain[m] = round(100 * math.fsum(differences) / len(differences), 2)
-        gain[f"{m}_se"] = round(clustered_standard_error(differences, groups), 2)
+        mean, se = paired_difference(after[m], before[m], groups)
+        gain[m], gain[f"{m}_se"] = round(mean, 2), round(se, 2)
     return gain
 
 

@@ -16,10 +16,11 @@ SOG with the expert in ``prior`` mode (its cross-fitted scores added during trai
 SOG's first-step loss (softmax against the uniform gold distribution) instead of sigmoids, and SOG with its loss
 weighted by target count (its first step then ranks by P(tag in gold), as BR's sigmoids), one seed each; SOG with an
 independent sigmoid per tag at every step (``--step_loss sigmoid``, BR-EF's objective), over every seed; SOG and
-BR-EF with the expert reading words, and both with it reading word pieces and words (``--lexical_units``); SOG and
-BR-EF training under bfloat16 autocast (``--mixed_precision bf16``: more steps in the same minutes) and in float32
-(``--mixed_precision no``), over every seed (the default rows take ``train.py``'s ``auto``: bf16 where the machine
-computes it natively);
+BR-EF with the expert reading words, and both with it reading word pieces and words (``--lexical_units``); SOG
+keeping the newest checkpoint unless an earlier one is clearly better on validation (``--best_model_rule latest``),
+with either expert; SOG and BR-EF training under bfloat16 autocast (``--mixed_precision bf16``: more steps in the
+same minutes) and in float32 (``--mixed_precision no``), over every seed (the default rows take ``train.py``'s
+``auto``: bf16 where the machine computes it natively);
 Omikuji and TF-IDF + LR. Split: the corpus's train/test split, all test posts; validation carved from train by
 group hash (``train.py``'s rule), every carved post. Each neural model trains until ``--max_train_minutes`` of
 training time (the lexical expert's fit included, evaluation excluded) run out; its checkpoint and the expert's
@@ -75,6 +76,13 @@ NEURAL = {  # row name -> (train.py arguments, several seeds?)
         (["--model", "sog", "--lexical_units", "both"], True),
     "BR-EF, expert on word pieces and words (the same defaults otherwise)":
         (["--model", "br", "--lexical_units", "both"], True),
+    # The checkpoint a run keeps (train.py --best_model_rule latest): the newest evaluation unless the one kept before
+    # beats it by two paired standard errors on validation. Under the highest score, a third of our runs kept an
+    # earlier evaluation than the last, on a lead of a few of the 500 validation posts read while training.
+    "SOG, the newest checkpoint unless an earlier one is clearly better (the defaults otherwise)":
+        (["--model", "sog", "--best_model_rule", "latest"], True),
+    "SOG, expert on word pieces and words, the newest checkpoint unless an earlier one is clearly better":
+        (["--model", "sog", "--lexical_units", "both", "--best_model_rule", "latest"], True),
     # Training under bfloat16 autocast (train.py --mixed_precision bf16): on this machine's CPU (AVX512-BF16) a step
     # takes about half the time, so the same budget holds about twice the steps; the weights stay float32. Since
     # 2026-12 the default rows take train.py's --mixed_precision auto, which is bf16 on such a CPU (or GPU) and

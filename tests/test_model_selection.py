@@ -242,3 +242,43 @@ def test_a_saved_calibration_makes_generate_tags_report_calibrated_scores(tokeni
         assert after["step_probability"] == pytest.approx(before["step_probability"], abs=1e-6)
         odds = before["step_probability"] / (1 - before["step_probability"]) * math.exp(3.0)
         assert after["score"] == pytest.approx(odds / (1 + odds), rel=1e-5)
+
+
+def test_the_latest_rule_keeps_the_newer_evaluation_unless_the_kept_one_is_clearly_ahead():
+    """--best_model_rule latest: a tie (under two standard errors of the paired difference) goes to the newer
+    weights, where highest keeps the earlier on any lead, even a tie; a kept evaluation clearly ahead stays."""
+    state, groups = train.TrainState(), [f"g{i}" for i in range(20)]
+    kept, one_more = [1.0] * 10 + [0.0] * 10, [1.0] * 9 + [0.0] * 11      # 50 against 45: one post apart
+    state.best, state.best_per_post = 50.0, kept
+    assert not train.replaces_kept("highest", state, 45.0, one_more, groups)
+    assert not train.replaces_kept("highest", state, 50.0, kept, groups)    # an equal score keeps the earlier
+    assert train.replaces_kept("latest", state, 45.0, one_more, groups)     # 5 ± 5 points: a tie, the newer wins
+    assert train.replaces_kept("latest", state, 50.0, kept, groups)
+    worse = [0.0] * 20                                                        # 50 points behind, every post agreeing
+    assert not train.replaces_kept("latest", state, 0.0, worse, groups)
+    assert train.replaces_kept("latest", state, 0.0, worse, ["one"] * 20)   # one group: no evidence, the newer wins
+    state.best_per_post = None                                               # resumed from an older checkpoint
+    assert train.replaces_kept("latest", state, 0.0, worse, groups)
+    assert train.replaces_kept("highest", train.TrainState(), 0.0, None, groups)   # the first evaluation is kept
+    assert train.per_post_metric("precision@1") == ("P@1", 1) and train.per_post_metric("recall@5") == ("R@5", 5)
+    assert train.per_post_metric("ndcg@3") is None and train.per_post_metric("precision@3") is None
+
+
+def test_the_latest_rule_needs_a_metric_scored_post_by_post(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--best_model_rule", "latest", "--metric_for_best_model", "f1@3"])
+    assert "--metric_for_best_model f1@3 is not scored" in capsys.readouterr().err
+    assert train.parse_args(["--best_model_rule", "latest", "--metric_for_best_model", "recall@5"]).best_model_rule
+
+
+def test_under_the_latest_rule_a_tied_later_evaluation_is_the_one_tested(tmp_path, tiny_encoder, monkeypatch):
+    """The scripted run of the test above, epoch 2 highest by P@1 (30 against 20) but one validation post of ten
+    apart from epoch 3 (per-post values scripted too): a tie, so epoch 3's weights are the ones tested."""
+    calls = recorded_scoring(monkeypatch, "validation", [10.0, 30.0, 20.0])
+    per_post = iter([[1.0] * 2 + [0.0] * 8, [1.0] * 3 + [0.0] * 7, [1.0] * 2 + [0.0] * 8])
+    monkeypatch.setattr(train, "validation_per_post", lambda run, predictions: next(per_post))
+    summary = train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--num_train_epochs", "3",
+                                  "--learning_rate", "1e-3", "--lexical_mode", "none", "--best_model_rule", "latest",
+                                  "--output_dir", str(tmp_path)])
+    assert summary["best_epoch"] == 3 and summary["validation"]["precision@1"] == 20.0
+    assert calls[3]["split"] == "test" and calls[3]["checksum"] == pytest.approx(calls[2]["checksum"], rel=1e-12)
