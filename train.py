@@ -152,8 +152,7 @@ def parse_args(argv=None):
                        help="end training after the optimizer step where this much training time (evaluation "
                        "excluded) has run out, then evaluate as after an epoch")
     train.add_argument("--early_stopping_patience", type=int,
-                       help="stop after this many evaluations that did not replace the weights kept (a better "
-                       "validation score; under --best_model_rule latest, one not clearly worse) (default: off)")
+                       help="stop after this many evaluations without a better validation score (default: off)")
     train.add_argument("--eval_steps", type=int, help="evaluate on validation every N optimizer steps (and at the end)")
     train.add_argument("--evaluations", type=int,
                        help="evaluate N times, evenly over the budget (the time budget under --max_train_minutes, else "
@@ -316,8 +315,8 @@ class TrainState:
         self.batches_done = 0          # batches of the current epoch already consumed
         self.epochs_trained = 0.0      # epochs of batches consumed, a stopped epoch in part, across resumes
         self.completed_steps = 0       # optimizer steps
-        self.best = None               # best validation --metric_for_best_model so far
-        self.best_evaluation = None    # its index in history
+        self.best = None               # highest validation --metric_for_best_model so far
+        self.best_evaluation = None    # the index in history of the evaluation whose weights are kept
         self.best_per_post = None      # its validation values post by post (--best_model_rule latest reads them)
         self.evaluations_without_improvement = 0
         self.train_seconds = 0.0       # time spent in training steps (not evaluating), across resumes
@@ -689,15 +688,15 @@ def evaluate(run: Run) -> str | None:
                           **({"lexical_weight": weight, "P@1_by_lexical_weight": by_weight,
                               "P@1_gain_se_by_lexical_weight": gain_se} if by_weight else {}),
                           "generate_seconds": generate_seconds})
-    per_post = (validation_per_post(run, predictions) if args.best_model_rule == "latest" else None)
-    if replaces_kept(args.best_model_rule, state, scores[args.metric_for_best_model], per_post,
-                     run.validation_sample.groups):
-        state.best, state.best_evaluation = scores[args.metric_for_best_model], len(state.history) - 1
-        state.best_per_post = per_post
-        state.evaluations_without_improvement = 0
+    score = scores[args.metric_for_best_model]
+    higher = state.best is None or score > state.best
+    per_post = validation_per_post(run, predictions) if args.best_model_rule == "latest" else None
+    if replaces_kept(args.best_model_rule, higher, state.best_per_post, per_post, run.validation_sample.groups):
+        state.best_evaluation, state.best_per_post = len(state.history) - 1, per_post
         save_best(run, predictions)
-    else:
-        state.evaluations_without_improvement += 1
+    # patience counts evaluations without a higher score, whichever evaluation's weights are kept
+    state.best = max(score, state.best if state.best is not None else score)
+    state.evaluations_without_improvement = 0 if higher else state.evaluations_without_improvement + 1
     if args.early_stopping_patience and state.evaluations_without_improvement >= args.early_stopping_patience:
         return (f"early stopping ({state.evaluations_without_improvement} evaluations without a better validation "
                 "score)")
@@ -780,18 +779,17 @@ def validation_per_post(run: Run, predictions) -> list[float]:
     return per_post_scores(run.metric, labels(predictions), run.validation_sample.gold, k)[key]
 
 
-def replaces_kept(rule: str, state: TrainState, score: float, per_post, groups) -> bool:
-    """Whether the evaluation just scored replaces the weights kept so far. highest: a higher score. latest: unless
-    the kept evaluation is ahead of this one by more than two standard errors of the paired difference (the house
-    rule: less is a tie, and a tie goes to the newer weights, further down the decaying rate). An evaluation kept
-    without per-post values (a run resumed from an older checkpoint) is no evidence against the newer one."""
-    if state.best is None:
-        return True
+def replaces_kept(rule: str, higher: bool, kept: list[float] | None, latest: list[float] | None, groups) -> bool:
+    """Whether the evaluation just scored replaces the weights kept so far. highest: when its score is the highest
+    yet (``higher``). latest: unless the kept evaluation's per-post validation values (``kept``) are ahead of this
+    one's (``latest``) by more than two standard errors of the paired difference (the house rule: less is a tie, and
+    a tie goes to the newer weights, further down the decaying rate). With nothing kept, or an evaluation kept
+    without per-post values (the first, or a run resumed from an older checkpoint), it replaces."""
     if rule == "highest":
-        return score > state.best
-    if state.best_per_post is None:
+        return higher
+    if kept is None:
         return True
-    gain, se = paired_difference(state.best_per_post, per_post, groups)
+    gain, se = paired_difference(kept, latest, groups)
     return not clearly_ahead(gain, se)
 
 

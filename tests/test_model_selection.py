@@ -247,19 +247,16 @@ def test_a_saved_calibration_makes_generate_tags_report_calibrated_scores(tokeni
 def test_the_latest_rule_keeps_the_newer_evaluation_unless_the_kept_one_is_clearly_ahead():
     """--best_model_rule latest: a tie (under two standard errors of the paired difference) goes to the newer
     weights, where highest keeps the earlier on any lead, even a tie; a kept evaluation clearly ahead stays."""
-    state, groups = train.TrainState(), [f"g{i}" for i in range(20)]
-    kept, one_more = [1.0] * 10 + [0.0] * 10, [1.0] * 9 + [0.0] * 11      # 50 against 45: one post apart
-    state.best, state.best_per_post = 50.0, kept
-    assert not train.replaces_kept("highest", state, 45.0, one_more, groups)
-    assert not train.replaces_kept("highest", state, 50.0, kept, groups)    # an equal score keeps the earlier
-    assert train.replaces_kept("latest", state, 45.0, one_more, groups)     # 5 ± 5 points: a tie, the newer wins
-    assert train.replaces_kept("latest", state, 50.0, kept, groups)
+    groups = [f"g{i}" for i in range(20)]
+    kept, one_less = [1.0] * 10 + [0.0] * 10, [1.0] * 9 + [0.0] * 11      # 50 against 45: one post apart
+    assert not train.replaces_kept("highest", False, kept, one_less, groups)
+    assert train.replaces_kept("latest", False, kept, one_less, groups)     # 5 ± 5 points: a tie, the newer wins
+    assert train.replaces_kept("latest", False, kept, kept, groups)
     worse = [0.0] * 20                                                        # 50 points behind, every post agreeing
-    assert not train.replaces_kept("latest", state, 0.0, worse, groups)
-    assert train.replaces_kept("latest", state, 0.0, worse, ["one"] * 20)   # one group: no evidence, the newer wins
-    state.best_per_post = None                                               # resumed from an older checkpoint
-    assert train.replaces_kept("latest", state, 0.0, worse, groups)
-    assert train.replaces_kept("highest", train.TrainState(), 0.0, None, groups)   # the first evaluation is kept
+    assert not train.replaces_kept("latest", False, kept, worse, groups)
+    assert train.replaces_kept("latest", False, kept, worse, ["one"] * 20)  # one group: no evidence, the newer wins
+    assert train.replaces_kept("latest", False, None, worse, groups)        # nothing kept post by post: resumed
+    assert train.replaces_kept("highest", True, None, None, groups)
     assert train.per_post_metric("precision@1") == ("P@1", 1) and train.per_post_metric("recall@5") == ("R@5", 5)
     assert train.per_post_metric("ndcg@3") is None and train.per_post_metric("precision@3") is None
 
@@ -282,3 +279,16 @@ def test_under_the_latest_rule_a_tied_later_evaluation_is_the_one_tested(tmp_pat
                                   "--output_dir", str(tmp_path)])
     assert summary["best_epoch"] == 3 and summary["validation"]["precision@1"] == 20.0
     assert calls[3]["split"] == "test" and calls[3]["checksum"] == pytest.approx(calls[2]["checksum"], rel=1e-12)
+
+
+def test_patience_counts_evaluations_without_a_higher_score_under_either_rule(tmp_path, tiny_encoder, monkeypatch):
+    """Under latest, tied evaluations replace the kept weights, yet a plateau is still a plateau: scripted P@1 30,
+    20, 20 with patience 2 stops after the third evaluation, and the third's weights are kept (each a tie)."""
+    recorded_scoring(monkeypatch, "validation", [30.0, 20.0, 20.0, 40.0])
+    per_post = iter([[1.0] * 3 + [0.0] * 7, [1.0] * 2 + [0.0] * 8, [1.0] * 2 + [0.0] * 8])
+    monkeypatch.setattr(train, "validation_per_post", lambda run, predictions: next(per_post))
+    summary = train.main(QUICK + ["--model_name_or_path", tiny_encoder, "--num_train_epochs", "4",
+                                  "--learning_rate", "1e-3", "--lexical_mode", "none", "--best_model_rule", "latest",
+                                  "--early_stopping_patience", "2", "--output_dir", str(tmp_path)])
+    assert len(summary["history"]) == 3 and summary["stopped_by"].startswith("early stopping")
+    assert summary["best_epoch"] == 3
