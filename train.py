@@ -695,8 +695,10 @@ def evaluate(run: Run) -> str | None:
         state.best_evaluation, state.best_per_post = len(state.history) - 1, per_post
         save_best(run, predictions)
     # patience counts evaluations without a higher score, whichever evaluation's weights are kept
-    state.best = max(score, state.best if state.best is not None else score)
-    state.evaluations_without_improvement = 0 if higher else state.evaluations_without_improvement + 1
+    if higher:
+        state.best, state.evaluations_without_improvement = score, 0
+    else:
+        state.evaluations_without_improvement += 1
     if args.early_stopping_patience and state.evaluations_without_improvement >= args.early_stopping_patience:
         return (f"early stopping ({state.evaluations_without_improvement} evaluations without a better validation "
                 "score)")
@@ -810,8 +812,9 @@ def best_lexical_weight(weights, per_post_at, anchor: float, groups: list[str]) 
     0.01) and the standard error of its gain over the anchor (in points)."""
     per_post = {weight: per_post_at(weight) for weight in weights}
     mean = {weight: 100 * math.fsum(values) / len(values) for weight, values in per_post.items()}
-    gain_se = {weight: paired_difference(values, per_post[anchor], groups)[1] for weight, values in per_post.items()}
-    clear = [weight for weight in weights if clearly_ahead(mean[weight] - mean[anchor], gain_se[weight])]
+    gain = {weight: paired_difference(values, per_post[anchor], groups) for weight, values in per_post.items()}
+    gain_se = {weight: se for weight, (_, se) in gain.items()}
+    clear = [weight for weight in weights if clearly_ahead(*gain[weight])]
     chosen = max(clear, key=lambda w: (mean[w], -abs(w - anchor))) if clear else anchor
     return chosen, {w: round(v, 2) for w, v in mean.items()}, {w: round(v, 4) for w, v in gain_se.items()}
 
